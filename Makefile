@@ -1,0 +1,34 @@
+# RED-Net in stock Caffe.  `make help` lists the targets (from the `##` comments).
+# Each area's targets live in mk/<area>.mk, included below.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PY      := bin/python
+CAFFE   := bin/caffe
+DATASETS ?= data/datasets
+export DATASETS
+
+# the stamp that says set-up is complete (bin/python and bin/caffe work)
+SETUP_STAMP := .caffe/env
+
+.PHONY: help setup test test-slow clean
+
+help: ## show the make targets and what they do
+	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z0-9_.%-]+:.*?## / {printf "  \033[36mmake %-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: ## install everything from nothing: Debian packages, .venv, Caffe (CAFFE_HOME=... to use yours)
+	@bash tools/setup.sh
+
+$(SETUP_STAMP):
+	@bash tools/setup.sh
+
+test: $(SETUP_STAMP) ## run the test suite (fast; DATASETS=... for the benchmark images)
+	$(PY) -m pytest -q tests
+
+test-slow: $(SETUP_STAMP) ## run the test suite including the slow end-to-end tests
+	$(PY) -m pytest -q --runslow tests
+
+clean: ## remove generated databases, runs and results (keeps .venv and the Caffe build)
+	rm -rf data/db runs results
+
+-include mk/*.mk

@@ -1,0 +1,64 @@
+"""Shared test fixtures.
+
+Benchmark images come from ``$DATASETS`` (CI passes ``DATASETS=../shared/datasets``).
+Tests that need them are skipped when it is unset, unless ``REDNET_REQUIRE_DATASETS=1``
+(set by CI), in which case a missing folder is a failure.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: opt in with --runslow (make test-slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def datasets_dir() -> Path:
+    """The benchmark image folder ($DATASETS, resolved against the repo root)."""
+    p = os.environ.get("DATASETS")
+    if p:
+        path = Path(p)
+        if not path.is_absolute():
+            path = (ROOT / path) if (ROOT / path).exists() else path.resolve()
+        if path.is_dir() and (path / "Set5").is_dir():
+            return path
+    if os.environ.get("REDNET_REQUIRE_DATASETS") == "1":
+        pytest.fail(f"DATASETS={p!r} is not a benchmark image folder (REDNET_REQUIRE_DATASETS=1)")
+    pytest.skip("benchmark images not available: set DATASETS=/path/to/datasets")
+
+
+@pytest.fixture(scope="session")
+def reference_dir(datasets_dir) -> Path:
+    """The shared MATLAB reference vectors: $REFERENCE, else <datasets>/../reference."""
+    p = Path(os.environ.get("REFERENCE") or (datasets_dir.parent / "reference"))
+    if (p / "matlab_imresize" / "cases.json").is_file():
+        return p
+    if os.environ.get("REDNET_REQUIRE_DATASETS") == "1":
+        pytest.fail(f"reference vectors not found at {p}")
+    pytest.skip("reference vectors not available: set REFERENCE=/path/to/reference")
+
+
+@pytest.fixture(scope="session")
+def caffe():
+    """pycaffe, in CPU mode, quiet."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    import caffe as _caffe
+    _caffe.set_mode_cpu()
+    return _caffe

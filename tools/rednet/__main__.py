@@ -1,0 +1,58 @@
+"""``bin/python -m rednet <command> ...``: the project's command line.
+
+Each command lives in its own module, which defines ``register(subparsers)``; the
+module's parser sets ``func`` to the function that runs it.  A :class:`UserError`
+becomes a one-line ``error: ...`` on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import UserError
+
+# command modules, in the order `--help` lists them
+COMMAND_MODULES = [
+    "rednet.netgen",     # gen: render prototxts and solvers
+    "rednet.datasets",   # datasets: verify / download benchmark images
+    "rednet.patches",    # data: build HDF5 patch databases
+    "rednet.train",      # train: run the stock caffe binary
+    "rednet.logparse",   # curves: logs to CSV and plots
+    "rednet.bench",      # bench: throughput vs compute bound
+    "rednet.restore",    # restore: restore one's own images
+    "rednet.tables",     # tables: regenerate Tables 1-7
+    "rednet.demo",       # demo: the end-to-end demo
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rednet", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:  # module not written yet
+                continue
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        rc = args.func(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""User-facing errors and safe file writing.
+
+Bad input raises :class:`UserError` with a one-line message that names the file or
+parameter and what was expected; the command-line entry point prints it as
+``error: <message>`` and exits with status 2.  Output files are written to a temporary
+name in the same folder and renamed into place, so no half-written file is ever left.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+class UserError(Exception):
+    """Bad input or a missing prerequisite; the message is shown to the user as is."""
+
+
+@contextlib.contextmanager
+def atomic_path(dest: os.PathLike | str, suffix: str | None = None):
+    """Yield a temporary path next to ``dest``; rename it onto ``dest`` on success.
+
+    On an exception the temporary file is removed and ``dest`` is untouched.
+    ``suffix`` defaults to dest's own suffix (some writers pick the format from it).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + dest.name + ".tmp.",
+                               suffix=dest.suffix if suffix is None else suffix, dir=dest.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(dest: os.PathLike | str, text: str) -> None:
+    """Write ``text`` to ``dest`` atomically."""
+    with atomic_path(dest) as tmp:
+        tmp.write_text(text)
+
+
+def atomic_write_bytes(dest: os.PathLike | str, data: bytes) -> None:
+    """Write ``data`` to ``dest`` atomically."""
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)

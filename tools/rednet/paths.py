@@ -1,0 +1,42 @@
+"""Where things are: the repository root, the datasets folder, the caffe binary.
+
+Nothing here assumes a machine-specific location: datasets come from the ``DATASETS``
+environment variable (or a ``--datasets`` option) and default to ``data/datasets``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "data"
+GEN = ROOT / "gen"
+SOLVERS = ROOT / "solvers"
+TEMPLATES = ROOT / "prototxt_templates"
+RUNS = ROOT / "runs"
+RESULTS = ROOT / "results"
+DB = DATA / "db"
+CACHE = DATA / "cache"
+
+
+def datasets_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The benchmark image folder: ``explicit``, else ``$DATASETS``, else ``data/datasets``.
+
+    Relative paths are taken relative to the current directory (as a user types them).
+    """
+    p = explicit or os.environ.get("DATASETS") or (DATA / "datasets")
+    return Path(p).expanduser().resolve()
+
+
+def caffe_bin() -> Path:
+    """The project's caffe entry point (bin/caffe), which sets the library paths."""
+    return Path(os.environ.get("REDNET_CAFFE_BIN", ROOT / "bin" / "caffe"))
+
+
+def rel(p: os.PathLike | str) -> str:
+    """``p`` relative to the repository root when it lies inside it (for generated files)."""
+    p = Path(p).resolve()
+    try:
+        return p.relative_to(ROOT).as_posix()
+    except ValueError:
+        return str(p)

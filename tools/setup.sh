@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# make setup: install everything this project needs, from nothing, idempotently.
+#
+#   1. Debian packages Caffe builds against (apt-get; needs root)
+#   2. the project virtualenv .venv/ with the pinned Python packages of requirements.txt
+#   3. stock BVLC Caffe (CPU), from the PyPI sdist brocolli-caffe==9.0.2, sha256-checked,
+#      built with Caffe's own Makefile into .caffe/ (ignored by git)
+#   4. .caffe/env: where bin/caffe and bin/python find the caffe binary and pycaffe
+#
+# Bring your own Caffe instead of step 3:
+#   CAFFE_HOME=/path/to/caffe   a built Caffe tree (build/tools/caffe.bin, python/caffe)
+#                               or an install prefix (bin/caffe, python3.X/site-packages)
+#   or a Python in which `import caffe` already works, given as PYTHON=... (conda route).
+#
+# Every step prints what it does; a failing step says which one and what to install.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+CAFFE_SDIST=brocolli-caffe
+CAFFE_VERSION=9.0.2
+CAFFE_SHA256_FILE="$ROOT/data/brocolli-caffe.sha256"
+CAFFE_DIR="$ROOT/.caffe"
+SRC="$CAFFE_DIR/src"
+VENV="$ROOT/.venv"
+PYTHON="${PYTHON:-}"
+CAFFE_HOME="${CAFFE_HOME:-}"
+JOBS="${JOBS:-$(nproc 2>/dev/null || echo 2)}"
+
+APT_PACKAGES=(build-essential python3-dev python3-venv
+  libboost-system-dev libboost-thread-dev libboost-filesystem-dev libboost-regex-dev
+  libboost-python-dev libprotobuf-dev protobuf-compiler libgoogle-glog-dev
+  libgflags-dev libhdf5-dev libopenblas-dev)
+
+step() { printf '\n==> [setup] %s\n' "$*"; }
+say() { printf '    %s\n' "$*"; }
+CURRENT_STEP=""
+fail() { printf '\nsetup failed at step "%s": %s\n' "$CURRENT_STEP" "$*" >&2; exit 1; }
+trap 'rc=$?; [ $rc -ne 0 ] && printf "\nsetup failed at step \"%s\" (exit %s); see the output above\n" "$CURRENT_STEP" "$rc" >&2' EXIT
+
+did_something=0
+
+# ---------------------------------------------------------------- 1. Debian packages
+CURRENT_STEP="Debian packages"
+step "$CURRENT_STEP"
+if [ -n "$CAFFE_HOME" ]; then
+  say "CAFFE_HOME given: Caffe build packages are not needed"
+  missing=()
+else
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+fi
+if [ ${#missing[@]} -eq 0 ]; then
+  say "all present"
+else
+  say "missing: ${missing[*]}"
+  if ! command -v apt-get >/dev/null 2>&1; then
+    fail "no apt-get on this machine. Install by hand the equivalents of: ${missing[*]} (or use the conda route: conda env create -f environment.yml, then make setup PYTHON=\$CONDA_PREFIX/bin/python)"
+  fi
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else
+      fail "not root and no password-less sudo. Run as root: apt-get install -y ${missing[*]}"
+    fi
+  fi
+  say "apt-get update && apt-get install ${missing[*]}"
+  $SUDO apt-get update -qq || fail "apt-get update failed (network or sources). Install by hand: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+    || fail "apt-get install failed. Install by hand: ${missing[*]}"
+  did_something=1
+fi
+
+# ---------------------------------------------------------------- 2. virtualenv
+CURRENT_STEP="Python virtualenv .venv"
+step "$CURRENT_STEP"
+if [ -z "$PYTHON" ]; then
+  # The system Python: Debian's boost_python is built for it.
+  if [ -x /usr/bin/python3 ]; then PYTHON=/usr/bin/python3; else PYTHON="$(command -v python3)"; fi
+fi
+[ -x "$PYTHON" ] || fail "no Python interpreter at '$PYTHON' (set PYTHON=/path/to/python3)"
+PYVER="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+say "base interpreter: $PYTHON (Python $PYVER)"
+req_hash="$(sha256sum requirements.txt | cut -d' ' -f1)"
+if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" = "$req_hash" ]; then
+  say "up to date ($VENV)"
+else
+  if [ ! -x "$VENV/bin/python" ]; then
+    # --system-site-packages lets a conda/system pycaffe stay importable (bring-your-own route)
+    "$PYTHON" -m venv --system-site-packages "$VENV" || fail "could not create $VENV (Debian: apt-get install python3-venv)"
+  fi
+  say "pip install -r requirements.txt (pinned)"
+  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+  "$VENV/bin/python" -m pip install -q -r requirements.txt || fail "pip install -r requirements.txt failed"
+  echo "$req_hash" > "$VENV/.requirements.sha256"
+  did_something=1
+fi
+VPY="$VENV/bin/python"
+
+mkdir -p "$CAFFE_DIR"
+write_env() {  # write .caffe/env atomically: CAFFE_BIN, CAFFE_PYTHONPATH, CAFFE_LD_LIBRARY_PATH
+  local tmp="$CAFFE_DIR/env.tmp.$$"
+  {
+    echo "# written by tools/setup.sh; read by bin/caffe and bin/python"
+    echo "CAFFE_BIN='$1'"
+    echo "CAFFE_PYTHONPATH='$2'"
+    echo "CAFFE_LD_LIBRARY_PATH='$3'"
+    echo "CAFFE_ORIGIN='$4'"
+  } > "$tmp"
+  if [ -f "$CAFFE_DIR/env" ] && cmp -s "$tmp" "$CAFFE_DIR/env"; then rm -f "$tmp"; else mv "$tmp" "$CAFFE_DIR/env"; did_something=1; fi
+}
+
+# ---------------------------------------------------------------- 3. Caffe
+CURRENT_STEP="Caffe"
+step "$CURRENT_STEP"
+if [ -n "$CAFFE_HOME" ]; then
+  [ -d "$CAFFE_HOME" ] || fail "CAFFE_HOME=$CAFFE_HOME is not a folder"
+  bin=""; pyp=""
+  for c in "$CAFFE_HOME/build/tools/caffe.bin" "$CAFFE_HOME/build/tools/caffe" "$CAFFE_HOME/bin/caffe" "$CAFFE_HOME/tools/caffe"; do
+    [ -x "$c" ] && { bin="$c"; break; }
+  done
+  [ -n "$bin" ] || fail "CAFFE_HOME=$CAFFE_HOME has no caffe binary (looked for build/tools/caffe.bin, bin/caffe)"
+  for c in "$CAFFE_HOME/python" "$CAFFE_HOME"/lib/python3*/site-packages; do
+    [ -f "$c/caffe/__init__.py" ] && { pyp="$c"; break; }
+  done
+  [ -n "$pyp" ] || fail "CAFFE_HOME=$CAFFE_HOME has no pycaffe (looked for python/caffe, lib/python3*/site-packages/caffe)"
+  say "using your Caffe: $bin, pycaffe in $pyp"
+  write_env "$bin" "$pyp" "$CAFFE_HOME/build/lib:$CAFFE_HOME/lib" "CAFFE_HOME"
+elif [ -z "${FORCE_BUILD:-}" ] && [ ! -f "$CAFFE_DIR/env" ] && "$VPY" -c 'import caffe' >/dev/null 2>&1 && command -v caffe >/dev/null 2>&1; then
+  say "pycaffe already importable and caffe on PATH: using them ($(command -v caffe))"
+  write_env "$(command -v caffe)" "" "" "preinstalled"
+else
+  sdist="$CAFFE_DIR/$CAFFE_SDIST-$CAFFE_VERSION.tar.gz"
+  expected="$(cut -d' ' -f1 "$CAFFE_SHA256_FILE")"
+  built="$SRC/.built-$expected"
+  # the sdist's Makefile builds into temp/ (BVLC's into build/)
+  find_build() { for d in temp build; do [ -x "$SRC/$d/tools/caffe.bin" ] && { echo "$SRC/$d"; return; }; done; }
+  if [ -f "$built" ] && [ -n "$(find_build)" ] && [ -f "$SRC/python/caffe/_caffe.so" ]; then
+    say "already built ($SRC)"
+  else
+    if [ ! -f "$sdist" ]; then
+      say "pip download $CAFFE_SDIST==$CAFFE_VERSION (source distribution)"
+      tmpd="$(mktemp -d "$CAFFE_DIR/dl.XXXXXX")"
+      "$VPY" -m pip download -q --no-deps --no-binary :all: --no-build-isolation "$CAFFE_SDIST==$CAFFE_VERSION" -d "$tmpd" \
+        || { rm -rf "$tmpd"; fail "pip download $CAFFE_SDIST==$CAFFE_VERSION failed (is PyPI reachable?)"; }
+      mv "$tmpd/$CAFFE_SDIST-$CAFFE_VERSION.tar.gz" "$sdist.part" && rm -rf "$tmpd"
+    else
+      cp "$sdist" "$sdist.part"
+    fi
+    actual="$(sha256sum "$sdist.part" | cut -d' ' -f1)"
+    if [ "$actual" != "$expected" ]; then
+      rm -f "$sdist.part" "$sdist"
+      fail "sha256 mismatch for $CAFFE_SDIST-$CAFFE_VERSION.tar.gz: expected $expected, got $actual (refusing to build it)"
+    fi
+    mv "$sdist.part" "$sdist"
+    say "sha256 ok: $actual"
+    if [ ! -f "$SRC/Makefile" ]; then
+      rm -rf "$SRC" "$SRC.tmp"; mkdir -p "$SRC.tmp"
+      tar -xzf "$sdist" -C "$SRC.tmp" --strip-components=1 || fail "could not unpack $sdist"
+      # the sdist ships a caffe_pb2.py made by an old protoc, which current protobuf
+      # refuses; remove it so that `make pycaffe` generates it with this machine's protoc
+      rm -f "$SRC.tmp/python/caffe/proto/caffe_pb2.py"
+      mv "$SRC.tmp" "$SRC"
+    fi
+    NUMPY_INC="$("$VPY" -c 'import numpy; print(numpy.get_include())')"
+    PY_INC="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+    BOOST_PY="boost_python${PYVER/./}"
+    compgen -G "/usr/lib/*/lib${BOOST_PY}.so" >/dev/null || compgen -G "/usr/lib/lib${BOOST_PY}.so" >/dev/null || compgen -G "/usr/local/lib/lib${BOOST_PY}.so" >/dev/null \
+      || fail "lib${BOOST_PY}.so not found: Boost.Python for Python $PYVER is needed (Debian: libboost-python-dev; or set PYTHON= to the Python it was built for)"
+    HDF5_INC=/usr/include/hdf5/serial
+    HDF5_LIB="$(ls -d /usr/lib/*/hdf5/serial 2>/dev/null | head -1)"
+    sed -e "s|@PYTHON_INCLUDE@|$PY_INC $NUMPY_INC|" -e "s|@PYTHON_LIBRARIES@|$BOOST_PY|" \
+        -e "s|@HDF5_INC@|$HDF5_INC|" -e "s|@HDF5_LIB@|$HDF5_LIB|" \
+        "$ROOT/tools/caffe/Makefile.config.in" > "$SRC/Makefile.config"
+    say "Makefile.config written from tools/caffe/Makefile.config.in (CPU_ONLY, OpenBLAS, HDF5 on, $BOOST_PY)"
+    say "make -j$JOBS all pycaffe  (about 5 minutes on 2 cores; log: .caffe/build.log)"
+    start=$(date +%s)
+    if ! make -C "$SRC" -j"$JOBS" all pycaffe > "$CAFFE_DIR/build.log" 2>&1; then
+      tail -n 25 "$CAFFE_DIR/build.log" >&2
+      fail "Caffe build failed (full log: .caffe/build.log). Check that these Debian packages are installed: ${APT_PACKAGES[*]}"
+    fi
+    say "built in $(( $(date +%s) - start )) s"
+    # _caffe.so and the tools find libcaffe through an rpath into build/lib
+    [ -e "$SRC/build" ] || ln -s temp "$SRC/build"
+    touch "$built"
+    did_something=1
+  fi
+  BUILD="$(find_build)"
+  [ -n "$BUILD" ] || fail "the Caffe build left no tools/caffe.bin (see .caffe/build.log)"
+  write_env "$BUILD/tools/caffe.bin" "$SRC/python" "$BUILD/lib" "brocolli-caffe-$CAFFE_VERSION"
+fi
+
+# ---------------------------------------------------------------- 4. check
+CURRENT_STEP="check"
+step "$CURRENT_STEP"
+"$ROOT/bin/caffe" --version >/dev/null 2>&1 || fail "bin/caffe --version does not run"
+"$ROOT/bin/python" -c 'import caffe, h5py, jinja2' || fail "bin/python cannot import caffe, h5py, jinja2"
+say "bin/caffe: $("$ROOT/bin/caffe" --version 2>&1 | head -1)"
+say "bin/python: import caffe ok"
+trap - EXIT
+if [ "$did_something" -eq 0 ]; then
+  echo; echo "setup: everything already in place, nothing to do."
+else
+  echo; echo "setup: done."
+fi
