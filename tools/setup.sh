@@ -11,6 +11,7 @@
 #   CAFFE_HOME=/path/to/caffe   a built Caffe tree (build/tools/caffe.bin, python/caffe)
 #                               or an install prefix (bin/caffe, python3.X/site-packages)
 #   or a Python in which `import caffe` already works, given as PYTHON=... (conda route).
+# Other knobs: JOBS (make -j), CAFFE_BUILD_DIR (default .caffe), EXTRA_APT_PACKAGES.
 #
 # Every step prints what it does; a failing step says which one and what to install.
 set -euo pipefail
@@ -21,7 +22,8 @@ cd "$ROOT"
 CAFFE_SDIST=brocolli-caffe
 CAFFE_VERSION=9.0.2
 CAFFE_SHA256_FILE="$ROOT/data/brocolli-caffe.sha256"
-CAFFE_DIR="$ROOT/.caffe"
+CAFFE_DIR="${CAFFE_BUILD_DIR:-$ROOT/.caffe}"   # where Caffe is fetched and built
+ENV_FILE="$ROOT/.caffe/env"                     # read by bin/caffe and bin/python
 SRC="$CAFFE_DIR/src"
 VENV="$ROOT/.venv"
 PYTHON="${PYTHON:-}"
@@ -32,6 +34,9 @@ APT_PACKAGES=(build-essential python3-dev python3-venv
   libboost-system-dev libboost-thread-dev libboost-filesystem-dev libboost-regex-dev
   libboost-python-dev libprotobuf-dev protobuf-compiler libgoogle-glog-dev
   libgflags-dev libhdf5-dev libopenblas-dev)
+# EXTRA_APT_PACKAGES: more Debian packages to install with the same checks (space separated)
+read -r -a EXTRA <<< "${EXTRA_APT_PACKAGES:-}"
+APT_PACKAGES+=("${EXTRA[@]}")
 
 step() { printf '\n==> [setup] %s\n' "$*"; }
 say() { printf '    %s\n' "$*"; }
@@ -101,7 +106,8 @@ VPY="$VENV/bin/python"
 
 mkdir -p "$CAFFE_DIR"
 write_env() {  # write .caffe/env atomically: CAFFE_BIN, CAFFE_PYTHONPATH, CAFFE_LD_LIBRARY_PATH
-  local tmp="$CAFFE_DIR/env.tmp.$$"
+  mkdir -p "$(dirname "$ENV_FILE")"
+  local tmp="$ENV_FILE.tmp.$$"
   {
     echo "# written by tools/setup.sh; read by bin/caffe and bin/python"
     echo "CAFFE_BIN='$1'"
@@ -109,7 +115,7 @@ write_env() {  # write .caffe/env atomically: CAFFE_BIN, CAFFE_PYTHONPATH, CAFFE
     echo "CAFFE_LD_LIBRARY_PATH='$3'"
     echo "CAFFE_ORIGIN='$4'"
   } > "$tmp"
-  if [ -f "$CAFFE_DIR/env" ] && cmp -s "$tmp" "$CAFFE_DIR/env"; then rm -f "$tmp"; else mv "$tmp" "$CAFFE_DIR/env"; did_something=1; fi
+  if [ -f "$ENV_FILE" ] && cmp -s "$tmp" "$ENV_FILE"; then rm -f "$tmp"; else mv "$tmp" "$ENV_FILE"; did_something=1; fi
 }
 
 # ---------------------------------------------------------------- 3. Caffe
@@ -128,7 +134,7 @@ if [ -n "$CAFFE_HOME" ]; then
   [ -n "$pyp" ] || fail "CAFFE_HOME=$CAFFE_HOME has no pycaffe (looked for python/caffe, lib/python3*/site-packages/caffe)"
   say "using your Caffe: $bin, pycaffe in $pyp"
   write_env "$bin" "$pyp" "$CAFFE_HOME/build/lib:$CAFFE_HOME/lib" "CAFFE_HOME"
-elif [ -z "${FORCE_BUILD:-}" ] && [ ! -f "$CAFFE_DIR/env" ] && "$VPY" -c 'import caffe' >/dev/null 2>&1 && command -v caffe >/dev/null 2>&1; then
+elif [ -z "${FORCE_BUILD:-}" ] && [ ! -f "$ENV_FILE" ] && "$VPY" -c 'import caffe' >/dev/null 2>&1 && command -v caffe >/dev/null 2>&1; then
   say "pycaffe already importable and caffe on PATH: using them ($(command -v caffe))"
   write_env "$(command -v caffe)" "" "" "preinstalled"
 else
