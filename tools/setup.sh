@@ -52,6 +52,9 @@ step "$CURRENT_STEP"
 if [ -n "$CAFFE_HOME" ]; then
   say "CAFFE_HOME given: Caffe build packages are not needed"
   missing=()
+elif [ -n "$PYTHON" ] && "$PYTHON" -c 'import caffe' >/dev/null 2>&1 && command -v caffe >/dev/null 2>&1; then
+  say "PYTHON=$PYTHON already imports caffe and caffe is on PATH: Caffe build packages are not needed"
+  missing=()
 else
   missing=()
   for p in "${APT_PACKAGES[@]}"; do
