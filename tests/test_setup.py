@@ -66,3 +66,30 @@ def test_missing_packages_without_root_names_them():
     assert out.returncode != 0
     assert "not root" in out.stderr
     assert "apt-get install -y" in out.stderr and "rednet-no-such-package" in out.stderr
+
+
+def test_bring_your_own_caffe_home(tmp_path):
+    """`make setup CAFFE_HOME=...` uses that Caffe and builds nothing (in a copy of the repo)."""
+    env_text = (ROOT / ".caffe" / "env").read_text()
+    caffe_bin = Path(next(l.split("=", 1)[1].strip("'") for l in env_text.splitlines() if l.startswith("CAFFE_BIN=")))
+    caffe_home = caffe_bin.parents[2]   # <home>/build/tools/caffe.bin
+    if not (caffe_home / "python" / "caffe").is_dir():
+        pytest.skip("this checkout's Caffe is not a source tree")
+    repo = tmp_path / "repo"
+    (repo / "tools").mkdir(parents=True)
+    shutil.copy(SETUP, repo / "tools" / "setup.sh")
+    shutil.copytree(ROOT / "bin", repo / "bin")
+    shutil.copytree(ROOT / "tools" / "rednet", repo / "tools" / "rednet")
+    shutil.copy(ROOT / "requirements.txt", repo / "requirements.txt")
+    (repo / ".venv").symlink_to(ROOT / ".venv")
+    out = subprocess.run([shutil.which("bash"), str(repo / "tools" / "setup.sh")], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "CAFFE_HOME": str(caffe_home)})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "using your Caffe" in out.stdout
+    assert not (repo / ".caffe" / "src").exists(), "nothing may be built with CAFFE_HOME"
+    ver = subprocess.run([str(repo / "bin" / "caffe"), "--version"], capture_output=True, text=True)
+    assert ver.returncode == 0 and "version" in ver.stdout + ver.stderr
+    imp = subprocess.run([str(repo / "bin" / "python"), "-c", "import caffe, rednet; print(caffe.__file__)"],
+                         capture_output=True, text=True)
+    assert imp.returncode == 0, imp.stderr
+    assert str(caffe_home) in imp.stdout

@@ -182,8 +182,8 @@ else
     HDF5_LIB="$(ls -d /usr/lib/*/hdf5/serial 2>/dev/null | head -1)"
     sed -e "s|@PYTHON_INCLUDE@|$PY_INC $NUMPY_INC|" -e "s|@PYTHON_LIBRARIES@|$BOOST_PY|" \
         -e "s|@HDF5_INC@|$HDF5_INC|" -e "s|@HDF5_LIB@|$HDF5_LIB|" \
-        "$ROOT/tools/caffe/Makefile.config.in" > "$SRC/Makefile.config"
-    say "Makefile.config written from tools/caffe/Makefile.config.in (CPU_ONLY, OpenBLAS, HDF5 on, $BOOST_PY)"
+        "$ROOT/tools/caffe_build/Makefile.config.in" > "$SRC/Makefile.config"
+    say "Makefile.config written from tools/caffe_build/Makefile.config.in (CPU_ONLY, OpenBLAS, HDF5 on, $BOOST_PY)"
     say "make -j$JOBS all pycaffe  (about 5 minutes on 2 cores; log: .caffe/build.log)"
     start=$(date +%s)
     if ! make -C "$SRC" -j"$JOBS" all pycaffe > "$CAFFE_DIR/build.log" 2>&1; then
