@@ -108,3 +108,18 @@ layer {{ name: "d" type: "HDF5Data" top: "data" top: "label"
         net.forward()
         np.testing.assert_array_equal(net.blobs["data"].data, data[start:start + 3])
         np.testing.assert_array_equal(net.blobs["label"].data, label[start:start + 3])
+
+
+def test_eltwise_refuses_mismatched_shapes(tmp_path):
+    """Stock BVLC Caffe checks Eltwise input shapes (brocolli-caffe had the check commented
+    out; tools/caffe_build/patches restores it): a mismatched sum must stop the binary."""
+    proto = tmp_path / "bad_sum.prototxt"
+    proto.write_text("""
+layer { name: "a" type: "Input" top: "a" input_param { shape { dim: 1 dim: 1 dim: 4 dim: 4 } } }
+layer { name: "b" type: "Input" top: "b" input_param { shape { dim: 1 dim: 1 dim: 5 dim: 5 } } }
+layer { name: "sum" type: "Eltwise" bottom: "a" bottom: "b" top: "sum" eltwise_param { operation: SUM } }
+""")
+    out = subprocess.run([str(ROOT / "bin" / "caffe"), "time", "-model", str(proto), "-iterations", "1"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "Check failed" in out.stderr and "eltwise_layer" in out.stderr

@@ -30,7 +30,7 @@ PYTHON="${PYTHON:-}"
 CAFFE_HOME="${CAFFE_HOME:-}"
 JOBS="${JOBS:-$(nproc 2>/dev/null || echo 2)}"
 
-APT_PACKAGES=(build-essential python3-dev python3-venv
+APT_PACKAGES=(build-essential patch python3-dev python3-venv
   libboost-system-dev libboost-thread-dev libboost-filesystem-dev libboost-regex-dev
   libboost-python-dev libprotobuf-dev protobuf-compiler libgoogle-glog-dev
   libgflags-dev libhdf5-dev libopenblas-dev)
@@ -143,7 +143,9 @@ elif [ -z "${FORCE_BUILD:-}" ] && [ ! -f "$ENV_FILE" ] && "$VPY" -c 'import caff
 else
   sdist="$CAFFE_DIR/$CAFFE_SDIST-$CAFFE_VERSION.tar.gz"
   expected="$(cut -d' ' -f1 "$CAFFE_SHA256_FILE")"
-  built="$SRC/.built-$expected"
+  PATCHES=("$ROOT"/tools/caffe_build/patches/*.patch)
+  patch_sum="$(cat "${PATCHES[@]}" "$ROOT/tools/caffe_build/Makefile.config.in" | sha256sum | cut -c1-16)"
+  built="$SRC/.built-$expected-$patch_sum"
   # the sdist's Makefile builds into temp/ (BVLC's into build/)
   find_build() { for d in temp build; do [ -x "$SRC/$d/tools/caffe.bin" ] && { echo "$SRC/$d"; return; }; done; }
   if [ -f "$built" ] && [ -n "$(find_build)" ] && [ -f "$SRC/python/caffe/_caffe.so" ]; then
@@ -173,6 +175,14 @@ else
       rm -f "$SRC.tmp/python/caffe/proto/caffe_pb2.py"
       mv "$SRC.tmp" "$SRC"
     fi
+    for p in "${PATCHES[@]}"; do
+      if patch -d "$SRC" -p1 -R --dry-run -s -f < "$p" >/dev/null 2>&1; then
+        say "patch already applied: $(basename "$p")"
+      else
+        say "applying $(basename "$p")"
+        patch -d "$SRC" -p1 -s -f < "$p" || fail "could not apply tools/caffe_build/patches/$(basename "$p")"
+      fi
+    done
     NUMPY_INC="$("$VPY" -c 'import numpy; print(numpy.get_include())')"
     PY_INC="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
     BOOST_PY="boost_python${PYVER/./}"

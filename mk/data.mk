@@ -1,0 +1,52 @@
+# Benchmark images and HDF5 patch databases (docs/data.md): tools/rednet/{datasets,patches}.py.
+# The list file data/db/<task>/train.txt is the real target; it depends on the code that
+# makes it and on the manifests, and the build itself resumes from complete shards.
+
+BSDS300_URL ?= https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/bsds/BSDS300-images.tgz
+BSDS500_URL ?= https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/BSR/BSR_bsds500.tgz
+
+DATA_DEPS := tools/rednet/patches.py tools/rednet/imageio_ml.py tools/rednet/matlab.py \
+             tools/rednet/datasets.py tools/rednet/tasks.py $(wildcard data/manifests/*)
+
+# TASK=denoise SIGMA=30 | SIGMA=mixed | TASK=sr SCALE=3 | SCALE=mixed | TASK=<task name>
+ifeq ($(TASK),denoise)
+DATA_TASK := $(if $(filter mixed,$(SIGMA)),denoise-mixed,denoise-s$(SIGMA))
+else ifeq ($(TASK),sr)
+DATA_TASK := $(if $(filter mixed,$(SCALE)),sr-mixed,sr-x$(SCALE))
+else
+DATA_TASK := $(TASK)
+endif
+# optional knobs; any of them set makes `make data` ask the builder (a no-op when up to date)
+DATA_ARGS := $(if $(STRIDE),--stride $(STRIDE)) $(if $(NOISE_REPEATS),--noise-repeats $(NOISE_REPEATS)) \
+             $(if $(SEED),--seed $(SEED)) $(if $(MAX_IMAGES),--max-images $(MAX_IMAGES)) \
+             $(if $(MAX_PATCHES),--max-patches $(MAX_PATCHES)) $(if $(SHARD_SIZE),--shard-size $(SHARD_SIZE)) \
+             $(if $(AUGMENT),--augment $(AUGMENT))
+DATA_WORKERS ?= 2
+ifneq ($(filter data,$(MAKECMDGOALS)),)
+ifeq ($(strip $(DATA_TASK)),)
+$(error make data needs TASK=denoise SIGMA=<sigma|mixed>, TASK=sr SCALE=<2|3|4|mixed> or TASK=<task name>)
+endif
+endif
+
+.PHONY: data datasets datasets-verify bench-data data-force
+
+ifeq ($(PREVIEW),1)
+data: ## build data/db/<task>/{train,val}.txt: TASK=denoise SIGMA=30|mixed, TASK=sr SCALE=2..4|mixed; PREVIEW=1 counts only
+	$(PY) -m rednet data --task '$(DATA_TASK)' --preview $(DATA_ARGS)
+else
+data: data/db/$(DATA_TASK)/train.txt
+endif
+
+data/db/%/train.txt: $(DATA_DEPS) $(if $(strip $(DATA_ARGS)),data-force)
+	$(PY) -m rednet data --task '$*' --workers $(DATA_WORKERS) $(DATA_ARGS)
+
+data-force:
+
+datasets: ## download the official BSDS300/BSDS500 archives into $(DATASETS), verified per file (BSDS300_URL=, BSDS500_URL=)
+	$(PY) -m rednet datasets download --bsds300-url '$(BSDS300_URL)' --bsds500-url '$(BSDS500_URL)'
+
+datasets-verify: ## check every benchmark image in $(DATASETS) against data/manifests (sha256)
+	$(PY) -m rednet datasets verify
+
+bench-data: ## build the full ~0.5M-patch sigma=30 db in data/cache, print patches/s, bytes, peak RSS, delete it
+	$(PY) -m rednet data --task denoise-s30 --bench --workers $(DATA_WORKERS)

@@ -1,0 +1,311 @@
+"""rednet.patches: the HDF5 patch databases Caffe trains on.
+
+Tiny databases (a few BSD images) are built from the real benchmark images; the full
+paper-scale build is `make bench-data` (and the slow test at the end).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from rednet import datasets as D
+from rednet import matlab, patches, paths
+from rednet.__main__ import main as rednet_main
+from rednet.errors import UserError
+from rednet.imageio_ml import load_image, to_gray, to_luma
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(max_images=3, stride=25, noise_repeats=2, shard_size=300, progress=False)
+
+
+def _arrays(list_file):
+    out = {"data": [], "label": [], "meta": []}
+    for p in patches.read_list(list_file):
+        with h5py.File(p, "r") as f:
+            for k in out:
+                out[k].append(f[k][...])
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+@pytest.fixture(scope="module")
+def tiny(datasets_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("db") / "denoise-s30"
+    lst = patches.build_db("denoise-s30", out, datasets=datasets_dir, workers=2, **TINY)
+    return lst
+
+
+def test_layout_of_a_database(tiny, datasets_dir):
+    out = tiny.parent
+    assert tiny.name == "train.txt" and (out / "val.txt").is_file()
+    shards = patches.read_list(tiny)
+    assert [p.name for p in shards] == [f"train_{k:05d}.h5" for k in range(len(shards))]
+    info = patches.preview("denoise-s30", out, datasets=datasets_dir, quiet=True,
+                           **{k: v for k, v in TINY.items() if k != "progress"})
+    n = 0
+    for p in shards:
+        with h5py.File(p, "r") as f:
+            assert f["data"].dtype == f["label"].dtype == np.float32
+            assert f["data"].shape[1:] == (1, 50, 50) and f["data"].shape == f["label"].shape
+            assert f["data"].shape[0] <= TINY["shard_size"]
+            n += f["data"].shape[0]
+    assert n == info["train"]["patches"] and len(shards) == info["train"]["shards"]
+    # 3 images of 481x321 (either way round), stride 25 -> 18 x 11 patches, 2 noise draws
+    assert n == 3 * 18 * 11 * 2
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["task"] == "denoise-s30" and cfg["stride"] == 25 and cfg["levels"] == [30]
+    assert not list(out.glob(".*"))                       # no temporary files left
+
+
+def test_caffe_hdf5data_layer_returns_the_shard_arrays(caffe, datasets_dir, monkeypatch):
+    """The stock HDF5Data layer (pycaffe, shuffle off) reads exactly our arrays, across
+    shard boundaries, from a list file whose paths are relative to the repository root."""
+    out = paths.CACHE / f"pytest-{uuid.uuid4().hex[:8]}" / "denoise-s50"
+    try:
+        lst = patches.build_db("denoise-s50", out, datasets=datasets_dir, max_images=2, stride=50,
+                               noise_repeats=1, shard_size=50, val=False, progress=False, workers=1)
+        lines = lst.read_text().split()
+        assert len(lines) == 3 and all(not Path(l).is_absolute() for l in lines)
+        want = _arrays(lst)
+        n = len(want["data"])
+        assert n == 2 * 9 * 6
+        proto = out / "net.prototxt"
+        proto.write_text(f'''name: "hdf5_check"
+layer {{ name: "d" type: "HDF5Data" top: "data" top: "label"
+  hdf5_data_param {{ source: "{paths.rel(lst)}" batch_size: {n // 4} shuffle: false }} }}
+''')
+        monkeypatch.chdir(ROOT)                           # Caffe resolves list lines from the cwd
+        net = caffe.Net(str(proto), caffe.TEST)
+        got_d, got_l = [], []
+        for _ in range(4):
+            net.forward()
+            got_d.append(net.blobs["data"].data.copy())
+            got_l.append(net.blobs["label"].data.copy())
+        np.testing.assert_array_equal(np.concatenate(got_d), want["data"])
+        np.testing.assert_array_equal(np.concatenate(got_l), want["label"])
+    finally:
+        shutil.rmtree(out.parent, ignore_errors=True)
+
+
+def test_same_seed_same_bytes_for_any_worker_count(tiny, datasets_dir, tmp_path):
+    one = patches.build_db("denoise-s30", tmp_path / "w1", datasets=datasets_dir, workers=1, **TINY)
+    a, b = _arrays(tiny), _arrays(one)
+    for k in a:
+        assert a[k].tobytes() == b[k].tobytes(), k
+    for s1, s2 in zip(patches.read_list(tiny.parent / "val.txt"), patches.read_list(one.parent / "val.txt")):
+        with h5py.File(s1) as f, h5py.File(s2) as g:
+            assert f["data"][...].tobytes() == g["data"][...].tobytes()
+    # another seed: other noise and another order
+    other = patches.build_db("denoise-s30", tmp_path / "s1", datasets=datasets_dir, workers=2,
+                             seed=1, **TINY)
+    c = _arrays(other)
+    assert not np.array_equal(a["meta"], c["meta"])
+    # the same pair (same image/position/repeat) has other noise under another seed
+    key = {tuple(m): i for i, m in enumerate(c["meta"])}
+    j = key[tuple(a["meta"][0])]
+    np.testing.assert_array_equal(a["label"][0], c["label"][j])
+    assert not np.array_equal(a["data"][0], c["data"][j])
+
+
+def test_noise_statistics_and_labels(tiny, datasets_dir):
+    arr = _arrays(tiny)
+    noise = arr["data"].astype(np.float64) - arr["label"]
+    n = noise.size
+    sd = 30 / 255
+    assert abs(noise.mean()) < 5 * sd / np.sqrt(n)
+    assert abs(noise.std() / sd - 1) < 0.01
+    assert arr["data"].min() < 0 and arr["data"].max() > 1          # not clipped
+    assert np.unique(arr["data"]).size > 0.9 * arr["data"].size      # not rounded to 1/255
+    assert arr["label"].min() >= 0 and arr["label"].max() <= 1
+    # labels are the MATLAB rgb2gray patches / 255 of the listed images, at the listed place
+    files = D.list_images("BSD300", datasets_dir)
+    grays = [to_gray(load_image(f)) for f in files[:3]]
+    for lab, (i, y, x, li, r) in zip(arr["label"], arr["meta"]):
+        assert li == 0 and r in (0, 1)
+        np.testing.assert_array_equal(lab[0], (grays[i][y:y + 50, x:x + 50] / 255.0).astype(np.float32))
+    # different noise for the two repeats of one patch
+    m = [tuple(t) for t in arr["meta"][:, :3]]
+    first = m[0]
+    idx = [i for i, t in enumerate(m) if t == first]
+    assert len(idx) == 2 and not np.array_equal(arr["data"][idx[0]], arr["data"][idx[1]])
+
+
+def test_mixed_sigma_gives_each_level_its_noise(datasets_dir, tmp_path):
+    lst = patches.build_db("denoise-mixed", tmp_path / "m", datasets=datasets_dir, max_images=4,
+                           stride=20, noise_repeats=4, shard_size=2000, progress=False)
+    arr = _arrays(lst)
+    noise = arr["data"].astype(np.float64) - arr["label"]
+    levels = arr["meta"][:, 3]
+    counts = np.bincount(levels, minlength=4)
+    assert counts.min() == counts.max()                      # every patch gets every sigma once
+    for li, sigma in enumerate((10, 30, 50, 70)):
+        assert abs(noise[levels == li].std() / (sigma / 255) - 1) < 0.02
+
+
+@pytest.mark.parametrize("task", ["sr-x3", "sr-mixed"])
+def test_sr_input_is_matlab_bicubic_down_up_of_the_label(task, datasets_dir, tmp_path):
+    lst = patches.build_db(task, tmp_path / task, datasets=datasets_dir, max_images=2, stride=40,
+                           shard_size=200, progress=False, val=(task == "sr-x3"))
+    arr = _arrays(lst)
+    scales = patches.get_task(task).levels
+    files = D.list_images("BSD300", datasets_dir)
+    cache = {}
+    assert set(arr["meta"][:, 3]) == set(range(len(scales)))
+    for k in range(0, len(arr["data"]), 7):
+        i, y, x, li, _ = arr["meta"][k]
+        s = scales[li]
+        if (i, s) not in cache:
+            hr = matlab.modcrop(to_luma(load_image(files[i])), s)
+            up = matlab.imresize(matlab.imresize(hr / 255.0, 1 / s), s)
+            cache[i, s] = hr, up
+        hr, up = cache[i, s]
+        np.testing.assert_array_equal(arr["label"][k, 0], (hr[y:y + 50, x:x + 50] / 255.0).astype(np.float32))
+        np.testing.assert_array_equal(arr["data"][k, 0], up[y:y + 50, x:x + 50].astype(np.float32))
+        # the input is a real degradation of the label
+        assert np.abs(arr["data"][k, 0] - arr["label"][k, 0]).max() > 0
+    if task == "sr-x3":
+        val = _arrays(lst.parent / "val.txt")
+        names = {p.stem for p in D.list_images("BSD200", datasets_dir)[:10]}
+        assert len(val["data"]) > 0 and not names & {p.stem for p in files}
+
+
+def test_validation_images_are_not_training_or_denoising_test_images(tiny, datasets_dir):
+    cfg = patches.make_config("denoise-s30", datasets=datasets_dir)
+    val = patches.source_files(cfg, "val")
+    assert [p.stem for p in val] == ["baby", "bird", "head", "woman"]
+    test_sets = D.load_set("denoise14", datasets_dir) + D.load_set("BSD200", datasets_dir)
+    train = D.load_set("BSD300", datasets_dir)
+    gray_val = [to_gray(load_image(p)) for p in val]
+    for v in gray_val:
+        for _, t in test_sets + train:
+            assert t.shape[:2] != v.shape or not np.array_equal(to_gray(t), v)
+    arr = _arrays(tiny.parent / "val.txt")
+    assert len(arr["data"]) == sum((h // 50) * (w // 50) for h, w in (g.shape for g in gray_val))
+
+
+def test_resume_after_kill_gives_the_same_database(datasets_dir, tmp_path):
+    """SIGKILL a real build mid-way: no list file, only complete shards; a rerun finishes
+    with the same bytes as an uninterrupted build."""
+    out = tmp_path / "killed"
+    cmd = [str(ROOT / "bin" / "python"), "-m", "rednet", "data", "--task", "denoise-s10",
+           "--out", str(out), "--datasets", str(datasets_dir), "--max-images", "60",
+           "--stride", "20", "--noise-repeats", "2", "--shard-size", "500", "--workers", "1", "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
+    try:
+        t0 = time.time()
+        while not (out / "train_00002.h5").exists() and time.time() - t0 < 120:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    done = sorted(out.glob("train_*.h5"))
+    assert done and not (out / "train.txt").exists()
+    for p in done:                                         # every listed-name shard is whole
+        with h5py.File(p) as f:
+            assert f["data"].shape[0] == 500
+    mtimes = {p: p.stat().st_mtime_ns for p in done}
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert all(p.stat().st_mtime_ns == m for p, m in mtimes.items())   # kept, not rebuilt
+    assert not list(out.glob(".*.tmp.*"))
+    fresh = patches.build_db("denoise-s10", tmp_path / "fresh", datasets=datasets_dir, max_images=60,
+                             stride=20, noise_repeats=2, shard_size=500, workers=2, progress=False)
+    a, b = _arrays(out / "train.txt"), _arrays(fresh)
+    assert a["data"].tobytes() == b["data"].tobytes() and a["label"].tobytes() == b["label"].tobytes()
+
+
+def test_up_to_date_rebuild_is_a_no_op_and_a_new_config_replaces(tiny, datasets_dir, tmp_path):
+    out = tmp_path / "db"
+    lst = patches.build_db("denoise-s30", out, datasets=datasets_dir, **TINY)
+    m0 = {p: p.stat().st_mtime_ns for p in patches.read_list(lst)}
+    patches.build_db("denoise-s30", out, datasets=datasets_dir, **TINY)
+    assert {p: p.stat().st_mtime_ns for p in patches.read_list(lst)} == m0
+    small = dict(TINY, stride=50)
+    patches.build_db("denoise-s30", out, datasets=datasets_dir, **small)
+    assert len(_arrays(lst)["data"]) == 3 * 9 * 6 * 2
+    assert json.loads((out / "config.json").read_text())["stride"] == 50
+    assert len(list(out.glob("train_*.h5"))) == len(patches.read_list(lst))
+
+
+# --------------------------------------------------------------------------- bad input
+def _cli(args, capsys):
+    rc = rednet_main(["data", *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    return rc, err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "denoise-x"], "expected one of"),
+    (["--task", "denoise", "--sigma", "0"], "SIGMA='0'"),
+    (["--task", "denoise", "--sigma", "256"], "SIGMA='256'"),
+    (["--task", "denoise-s300"], "sigma must be a number in (0, 255]"),
+    (["--task", "sr", "--scale", "5"], "SCALE='5'"),
+    (["--task", "sr-x1"], "expected one of"),
+    (["--task", "denoise-s30", "--patch", "400"], "smaller than the 400x400 patch"),
+    (["--task", "denoise-s30", "--stride", "0"], "stride=0"),
+])
+def test_bad_input_one_line_nothing_written(args, message, datasets_dir, tmp_path, capsys):
+    out = tmp_path / "db"
+    rc, err = _cli([*args, "--out", str(out), "--datasets", str(datasets_dir), "--quiet",
+                    "--max-images", "2"], capsys)
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not out.exists()
+
+
+def test_missing_datasets_folder_and_undecodable_image(datasets_dir, tmp_path, capsys):
+    out = tmp_path / "db"
+    rc, err = _cli(["--task", "denoise-s30", "--out", str(out), "--datasets", str(tmp_path / "none")], capsys)
+    assert rc == 2 and len(err) == 1 and "folder does not exist" in err[0]
+    # a copy of the data with one training image that does not decode
+    root = tmp_path / "ds"
+    for f in ("BSD300", "Set5"):
+        shutil.copytree(datasets_dir / f, root / f)
+    victim = D.list_images("BSD300", root)[1]
+    victim.write_bytes(victim.read_bytes()[:200])
+    rc, err = _cli(["--task", "denoise-s30", "--out", str(out), "--datasets", str(root), "--quiet",
+                    "--max-images", "3"], capsys)
+    assert rc == 2 and len(err) == 1 and victim.name in err[0] and "sha256" in err[0]
+    rc, err = _cli(["--task", "denoise-s30", "--out", str(out), "--datasets", str(root), "--quiet",
+                    "--max-images", "3", "--no-verify"], capsys)
+    assert rc == 2 and len(err) == 1 and victim.name in err[0] and "cannot decode" in err[0], err
+    assert not out.exists()
+
+
+def test_refuses_to_start_without_disk_room(datasets_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(patches, "_free_bytes", lambda p: 10 << 20)
+    out = tmp_path / "db"
+    with pytest.raises(UserError, match="needs .* but only 10.5 MB is free"):
+        patches.build_db("denoise-s30", out, datasets=datasets_dir, max_images=2, progress=False)
+    assert not out.exists()
+
+
+def test_make_preview_and_bad_sigma(datasets_dir):
+    env = dict(os.environ, DATASETS=str(datasets_dir))
+    r = subprocess.run(["make", "-s", "data", "TASK=denoise", "SIGMA=30", "PREVIEW=1"], cwd=ROOT,
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "517,500 patches from 300 images" in r.stdout
+    r = subprocess.run(["make", "-s", "data", "TASK=sr", "SCALE=7"], cwd=ROOT, capture_output=True,
+                       text=True, env=env)
+    assert r.returncode != 0 and "error: SCALE" not in r.stdout
+    assert "sr-x7" in r.stderr and not (ROOT / "data" / "db" / "sr-x7").exists()
+
+
+@pytest.mark.slow
+def test_full_paper_scale_build(datasets_dir, tmp_path):
+    """The full sigma=30 database (~0.5M pairs, ~10 GB) builds with bounded memory."""
+    info = patches.bench(tmp_path / "full", task="denoise-s30", datasets=datasets_dir, progress=False)
+    assert info["patches"] == patches.preview("denoise-s30", tmp_path / "x", datasets=datasets_dir,
+                                              quiet=True)["train"]["patches"]
+    assert max(info["peak_rss_self_mb"], info["peak_rss_child_mb"]) < 1024
+    assert not (tmp_path / "full").exists()

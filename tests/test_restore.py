@@ -1,0 +1,255 @@
+"""Restoration with pycaffe: real nets, real weights files, real images.
+
+The nets here are small RED-Nets written as literal prototxts (conv/deconv 3x3, a mirrored
+skip, the input added at the end, final top ``output``: the layout of gen/<net>/deploy.prototxt)
+with random weights saved to a real ``.caffemodel`` by pycaffe.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def red_prototxt(depth: int = 4, width: int = 8, channels: int = 1, h: int = 32, w: int = 32,
+                 name: str = "tiny") -> str:
+    """A RED-Net deploy prototxt: depth/2 convs, depth/2 deconvs, skips every 2 layers, residual."""
+    half = depth // 2
+    L = [f'name: "{name}"',
+         f'layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ dim: 1 dim: {channels} dim: {h} dim: {w} }} }} }}']
+    bottom = "data"
+    for i in range(1, half + 1):
+        L.append(f'layer {{ name: "conv{i}" type: "Convolution" bottom: "{bottom}" top: "c{i}" '
+                 f'convolution_param {{ num_output: {width} kernel_size: 3 pad: 1 }} }}')
+        L.append(f'layer {{ name: "relu_c{i}" type: "ReLU" bottom: "c{i}" top: "c{i}" }}')
+        bottom = f"c{i}"
+    for j in range(1, half + 1):
+        last = j == half
+        out = channels if last else width
+        L.append(f'layer {{ name: "deconv{j}" type: "Deconvolution" bottom: "{bottom}" top: "d{j}" '
+                 f'convolution_param {{ num_output: {out} kernel_size: 3 pad: 1 }} }}')
+        top = f"d{j}"
+        mirror = half - j    # conv feature map of the same size on the other side
+        if not last and j % 2 == 1 and mirror >= 1:
+            L.append(f'layer {{ name: "skip{j}" type: "Eltwise" bottom: "d{j}" bottom: "c{mirror}" '
+                     f'top: "s{j}" eltwise_param {{ operation: SUM }} }}')
+            top = f"s{j}"
+        if not last:
+            L.append(f'layer {{ name: "relu_d{j}" type: "ReLU" bottom: "{top}" top: "{top}" }}')
+        bottom = top
+    L.append(f'layer {{ name: "residual" type: "Eltwise" bottom: "{bottom}" bottom: "data" top: "output" '
+             f'eltwise_param {{ operation: SUM }} }}')
+    return "\n".join(L) + "\n"
+
+
+def make_model(folder: Path, caffe, depth: int = 4, width: int = 8, channels: int = 1,
+               seed: int = 0, scale: float = 0.05) -> tuple[Path, Path]:
+    """Write deploy.prototxt and a random-weight model.caffemodel into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    deploy = folder / "deploy.prototxt"
+    deploy.write_text(red_prototxt(depth, width, channels))
+    net = caffe.Net(str(deploy), caffe.TEST)
+    rng = np.random.default_rng(seed)
+    for name, blobs in net.params.items():
+        blobs[0].data[...] = rng.normal(0, scale, blobs[0].data.shape)
+        if len(blobs) > 1:
+            blobs[1].data[...] = rng.normal(0, 0.01, blobs[1].data.shape)
+    weights = folder / "model.caffemodel"
+    net.save(str(weights))
+    return deploy, weights
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, caffe):
+    return make_model(tmp_path_factory.mktemp("tiny"), caffe, depth=6, width=8)
+
+
+def test_receptive_radius_counts_layers(tmp_path, caffe):
+    from rednet.restore import receptive_radius
+    for depth in (4, 6, 10):
+        p = tmp_path / f"d{depth}.prototxt"
+        p.write_text(red_prototxt(depth))
+        assert receptive_radius(p) == depth
+    p = tmp_path / "strided.prototxt"
+    p.write_text(red_prototxt(4).replace("kernel_size: 3 pad: 1 }", "kernel_size: 3 pad: 1 stride: 2 }", 1))
+    assert receptive_radius(p) is None
+
+
+def test_any_size_and_output_differs_from_input(tiny):
+    from rednet.restore import Restorer
+    r = Restorer(*tiny)
+    rng = np.random.default_rng(1)
+    for h, w in ((37, 53), (20, 11)):
+        x = rng.random((h, w), dtype=np.float32)
+        y = r.forward(x)
+        assert y.shape == x.shape
+        assert np.abs(y - x).max() > 1e-3     # the random net does something
+
+
+def test_self_ensemble_is_mean_of_8_mapped_back(tiny):
+    """restore(ensemble) equals the mean of the 8 forward passes, each mapped back by hand."""
+    from rednet.restore import Restorer
+    r = Restorer(*tiny)
+    x = np.random.default_rng(2).random((29, 41), dtype=np.float32)
+    by_hand = []
+    for flip in (False, True):
+        xf = np.fliplr(x) if flip else x
+        for k in range(4):
+            y = r.forward(np.ascontiguousarray(np.rot90(xf, k)))
+            y = np.rot90(y, -k)
+            by_hand.append(np.fliplr(y) if flip else y)
+    want = np.mean(by_hand, axis=0)
+    got = r.restore(x, ensemble=True)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    # and the 8 passes really differ (so the test would catch a wrong mapping)
+    assert max(np.abs(b - by_hand[0]).max() for b in by_hand) > 1e-4
+    assert np.abs(got - r.restore(x, ensemble=False)).max() > 1e-5
+
+
+def test_tiling_equals_untiled(tiny):
+    from rednet.restore import Restorer
+    x = np.random.default_rng(3).random((70, 57), dtype=np.float32)
+    whole = Restorer(*tiny, tile=0).forward(x)
+    for t in (16, 23, 40):
+        tiled = Restorer(*tiny, tile=t).forward(x)
+        np.testing.assert_allclose(tiled, whole, atol=1e-5, rtol=0)
+    # a margin smaller than the receptive radius is visibly wrong: the overlap matters
+    bad = Restorer(*tiny, tile=16)
+    bad.radius = 2
+    assert np.abs(bad.forward(x) - whole).max() > 1e-4
+
+
+def test_memory_budget_picks_tiles(tiny):
+    from rednet.restore import Restorer
+    r = Restorer(*tiny, max_memory_mb=0.2)
+    t = r.tile_size(300, 300)
+    assert t < 300
+    assert (t + 2 * r.radius) ** 2 * r._bytes_per_pixel <= 0.2 * 2 ** 20 * 1.5 or t == 16
+
+
+def test_mismatched_caffemodel_names_layers(tmp_path, caffe):
+    from rednet.errors import UserError
+    from rednet.restore import Restorer
+    deploy, _ = make_model(tmp_path / "a", caffe, depth=6, width=8)
+    _, other_depth = make_model(tmp_path / "b", caffe, depth=4, width=8)
+    with pytest.raises(UserError, match=r"missing layers conv3, deconv3"):
+        Restorer(deploy, other_depth)
+    _, other_width = make_model(tmp_path / "c", caffe, depth=6, width=4)
+    with pytest.raises(UserError, match=r"mis-shaped conv1 \(file 4x1x3x3\+4, net 8x1x3x3\+8\)"):
+        Restorer(deploy, other_width)
+    junk = tmp_path / "junk.caffemodel"
+    junk.write_bytes(b"\xff\xfe not a protobuf \x00\x01")
+    with pytest.raises(UserError, match="junk.caffemodel"):
+        Restorer(deploy, junk)
+
+
+def _run_cli(*args, cwd=ROOT):
+    env = dict(os.environ, GLOG_minloglevel="2")
+    return subprocess.run([str(ROOT / "bin" / "python"), "-m", "rednet", "restore", *map(str, args)],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def set5(datasets_dir):
+    return datasets_dir / "Set5"
+
+
+def test_cli_denoise_real_image(tmp_path, tiny, datasets_dir):
+    from rednet.restore import Restorer, read_image
+    deploy, weights = tiny
+    src = datasets_dir / "Set12" / "01.png"
+    out = tmp_path / "out.png"
+    p = _run_cli("--model", weights, "--task", "denoise", "--sigma", 30, "--no-ensemble", src, out)
+    assert p.returncode == 0, p.stderr
+    got = read_image(out)
+    clean = read_image(src)
+    assert got.shape == clean.shape and got.dtype == np.uint8
+    want = Restorer(deploy, weights).forward(clean.astype(np.float32) / 255)
+    want = np.clip(np.floor(np.clip(want, 0, 1) * 255 + 0.5), 0, 255).astype(np.uint8)
+    diff = np.abs(got.astype(int) - want.astype(int))
+    assert diff.max() <= 1 and np.mean(diff > 0) < 1e-3   # float rounding ties only
+
+
+def test_cli_sr_colour_folder(tmp_path, tiny, set5):
+    """A folder of RGB low-resolution images -> folder of x2 RGB images (Y by the net)."""
+    from rednet import matlab
+    from rednet.restore import read_image
+    _, weights = tiny
+    src = tmp_path / "lr"
+    src.mkdir()
+    from PIL import Image
+    hr = read_image(set5 / "bird.png")
+    lr = matlab.imresize(hr, 0.25)
+    Image.fromarray(lr).save(src / "bird_lr.png")
+    outdir = tmp_path / "sr"
+    p = _run_cli("--model", weights, "--task", "sr", "--scale", 2, src, outdir)
+    assert p.returncode == 0, p.stderr
+    got = read_image(outdir / "bird_lr.png")
+    assert got.shape == (lr.shape[0] * 2, lr.shape[1] * 2, 3)
+    # chroma is the bicubic one (up to uint8 rounding through ycbcr2rgb)
+    bic = matlab.rgb2ycbcr(matlab.imresize(lr.astype(np.float64) / 255, 2.0))
+    ycc = matlab.rgb2ycbcr(got.astype(np.float64) / 255)
+    assert np.abs(ycc[..., 1:] - bic[..., 1:]).mean() < 2 / 255
+    assert np.abs(ycc[..., 0] - bic[..., 0]).mean() > 1 / 255     # Y went through the net
+
+
+@pytest.mark.parametrize("case", ["undecodable", "colour_for_gray", "gray_for_colour",
+                                  "no_model", "task_mismatch", "mismatched_weights"])
+def test_cli_bad_input(tmp_path, caffe, tiny, set5, case):
+    deploy, weights = tiny
+    out = tmp_path / "out.png"
+    if case == "undecodable":
+        bad = tmp_path / "bad.png"
+        bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+        p = _run_cli("--model", weights, "--task", "denoise", "--sigma", 30, bad, out)
+        msg = "bad.png: cannot decode image"
+    elif case == "colour_for_gray":
+        p = _run_cli("--model", weights, "--task", "denoise", "--sigma", 30, set5 / "bird.png", out)
+        msg = "colour image, but the model denoises gray"
+    elif case == "gray_for_colour":
+        d3, w3 = make_model(tmp_path / "rgb", caffe, depth=4, width=4, channels=3)
+        from PIL import Image
+        Image.fromarray(np.full((20, 20), 128, np.uint8)).save(tmp_path / "g.png")
+        p = _run_cli("--model", w3, "--task", "denoise", "--sigma", 30, tmp_path / "g.png", out)
+        msg = "grayscale image, but the model expects colour"
+    elif case == "no_model":
+        p = _run_cli("--task", "denoise", "--sigma", 37, set5 / "bird.png", out)
+        msg = "no model for task denoise-s37"
+    elif case == "task_mismatch":
+        run = tmp_path / "runs" / "r1"
+        (run / "snapshots").mkdir(parents=True)
+        (run / "deploy.prototxt").write_text(deploy.read_text())
+        (run / "snapshots" / "x_iter_10.caffemodel").write_bytes(weights.read_bytes())
+        (run / "run.json").write_text('{"net": "tiny", "task": "denoise-s30"}')
+        p = _run_cli("--model", run, "--task", "denoise", "--sigma", 50, set5 / "bird.png", out)
+        msg = "trained for denoise-s30, not for denoise-s50"
+    else:
+        d2, _ = make_model(tmp_path / "deep", caffe, depth=8, width=8)
+        (tmp_path / "deep" / "model.caffemodel").write_bytes(weights.read_bytes())
+        p = _run_cli("--model", tmp_path / "deep" / "model.caffemodel", "--task", "denoise",
+                     "--sigma", 30, set5 / "bird.png", out)
+        msg = "missing layers conv4, deconv4"
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and msg in lines[0], p.stderr
+    assert not out.exists()
+    assert not list(tmp_path.glob(".out.png.tmp.*"))
+
+
+def test_run_folder_takes_newest_snapshot(tmp_path, caffe):
+    from rednet.restore import from_run
+    run = tmp_path / "r"
+    (run / "snapshots").mkdir(parents=True)
+    for n in (100, 2000, 300):
+        (run / "snapshots" / f"red10_iter_{n}.caffemodel").write_bytes(b"x")
+    (run / "deploy.prototxt").write_text(red_prototxt(4))
+    (run / "run.json").write_text('{"net": "red10", "task": "sr-x3"}')
+    spec = from_run(run)
+    assert spec.weights.name == "red10_iter_2000.caffemodel"
+    assert (spec.net, spec.task) == ("red10", "sr-x3")

@@ -1,0 +1,432 @@
+"""Training throughput against the machine's compute bound: ``bin/python -m rednet bench``.
+
+For each net (RED10, RED20, RED30, red30-official), measured in one run:
+
+1. **train**: a real ``bin/caffe train`` of a few dozen iterations (Adam, batch 16, 50x50
+   patches from HDF5 shards, as in real training) -- seconds per iteration from the glog
+   timestamps of the "Iteration N, loss" lines, the first iterations left out as warm-up.
+   The shards are small (``--shard-size``, default 128 patches), so Caffe loads a new shard
+   every 8 iterations: data loading is inside the timing, more often than in real training
+   (8192-patch shards, one load every 512 iterations).
+2. **time**: ``bin/caffe time`` on the same training net (forward + backward, no solver
+   update), with Caffe's per-layer breakdown: time in Convolution/Deconvolution vs the rest.
+3. **bound**: FLOPs per patch counted from the net (every Convolution and Deconvolution:
+   ``2 x MACs`` forward, the same again for the weight gradient and for the input gradient,
+   except for a layer whose input is the data), divided by the single-precision GEMM rate of
+   *the BLAS Caffe links*, measured with ``bin/caffe time`` on two one-layer nets:
+   - ``peak``: a 2048 x 2048 x 2048 product (InnerProduct forward);
+   - ``shape``: a 1x1 Convolution from 9 x width channels to width channels on a 50x50 map,
+     forward and backward (``force_backward``), i.e. exactly the three GEMMs Caffe runs for
+     a 3x3, width -> width convolution or deconvolution of the net (im2col excluded).
+   ``bound = FLOPs x batch / rate``; ``achieved/bound`` = bound time / measured time.
+
+Everything runs through ``bin/caffe`` (the stock binary and its own libopenblas); numpy is
+not used for the GEMM rate because it links its own OpenBLAS.  The machine load
+(``os.getloadavg``) is recorded before and after each measurement: timings taken while
+other work runs are not comparable.  Results: ``results/bench/bench.{md,json}``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from . import logparse, paths
+from .errors import UserError, atomic_write_text
+
+NETS = ("red10", "red20", "red30", "red30-official")
+#: (train iterations, caffe-time iterations) per net: fewer for the big ones (~10 min in all)
+ITERS = {"red10": (40, 8), "red20": (30, 6), "red30": (24, 5), "red30-official": (12, 3)}
+WARMUP = 3
+PATCH = 50
+BATCH = 16
+
+
+# ------------------------------------------------------------------------ machine facts
+def caffe_binary() -> Path:
+    """The real caffe binary behind bin/caffe (from .caffe/env)."""
+    env = paths.ROOT / ".caffe" / "env"
+    if env.is_file():
+        m = re.search(r"^CAFFE_BIN='([^']*)'", env.read_text(), re.M)
+        if m:
+            return Path(m.group(1))
+    return paths.caffe_bin()
+
+
+def linked_blas(binary: Path) -> str | None:
+    """The BLAS library the caffe binary loads (ldd), resolved to its real file."""
+    env = dict(os.environ)
+    envf = paths.ROOT / ".caffe" / "env"
+    if envf.is_file():
+        m = re.search(r"^CAFFE_LD_LIBRARY_PATH='([^']*)'", envf.read_text(), re.M)
+        if m and m.group(1):
+            env["LD_LIBRARY_PATH"] = m.group(1) + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
+    try:
+        out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, env=env, timeout=30).stdout
+    except OSError:
+        return None
+    for line in out.splitlines():
+        if "blas" in line and "=>" in line:
+            p = line.split("=>")[1].split("(")[0].strip()
+            return str(Path(p).resolve()) if p else None
+    return None
+
+
+def openblas_info(lib: str | None) -> dict:
+    """OpenBLAS's own description of itself (config string, core it picked, threads)."""
+    if not lib:
+        return {}
+    try:
+        so = ctypes.CDLL(lib)
+    except OSError:
+        return {}
+    info = {}
+    for name in ("openblas_get_config", "openblas_get_corename"):
+        f = getattr(so, name, None)
+        if f is not None:
+            f.restype = ctypes.c_char_p
+            info[name.replace("openblas_get_", "")] = f().decode()
+    f = getattr(so, "openblas_get_num_threads", None)
+    if f is not None:
+        info["threads"] = int(f())
+    return info
+
+
+def machine() -> dict:
+    cpu = None
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    binary = caffe_binary()
+    lib = linked_blas(binary)
+    flags = None
+    mk = binary.parent.parent.parent / "Makefile" if binary.name == "caffe.bin" else None
+    if mk and mk.is_file():
+        m = re.search(r"COMMON_FLAGS \+= -DNDEBUG (\S+)", mk.read_text())
+        flags = m.group(1) if m else None
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+        "caffe_binary": str(binary), "blas": lib, "openblas": openblas_info(lib),
+        "caffe_release_flags": flags,
+        "env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "GOTO_NUM_THREADS",
+                                               "OPENBLAS_CORETYPE") if os.environ.get(k)},
+    }
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+# ------------------------------------------------------------------------ running caffe
+def run_caffe(args: list[str], log: Path, timeout: float = 1200) -> str:
+    """Run ``bin/caffe <args>`` from the repo root; return its log (also written to ``log``)."""
+    env = dict(os.environ, GLOG_logtostderr="1")
+    env.pop("GLOG_minloglevel", None)
+    r = subprocess.run([str(paths.caffe_bin()), *args], cwd=paths.ROOT, capture_output=True, text=True,
+                       env=env, timeout=timeout)
+    out = r.stdout + r.stderr
+    log.write_text(out)
+    if r.returncode != 0:
+        fatal = [l for l in out.splitlines() if l.startswith("F")]
+        raise UserError(f"bin/caffe {args[0]} failed ({(fatal or out.splitlines() or ['?'])[-1][:200]}); log {log}")
+    return out
+
+
+RE_AVG = {k: re.compile(rf"Average {k}: ([0-9.]+) ms") for k in ("Forward pass", "Backward pass", "Forward-Backward")}
+RE_LAYER = re.compile(r"\]\s+(\S+)\s+(forward|backward): ([0-9.]+) ms")
+
+
+def parse_time(out: str) -> dict:
+    """Averages (ms) and per-layer times from a ``caffe time`` log."""
+    res = {}
+    for k, rx in RE_AVG.items():
+        m = rx.search(out)
+        if m:
+            res[k] = float(m.group(1))
+    layers: dict[str, float] = {}
+    for m in RE_LAYER.finditer(out):
+        layers[m.group(1)] = layers.get(m.group(1), 0.0) + float(m.group(3))
+    res["layers"] = layers
+    if "Forward-Backward" not in res:
+        raise UserError("caffe time: no 'Average Forward-Backward' in its output")
+    return res
+
+
+def train_seconds_per_iter(log_text: str, warmup: int = WARMUP) -> tuple[float, int]:
+    """Mean seconds per iteration between the warm-up and the last iteration of a train log."""
+    pts = []
+    for line in log_text.splitlines():
+        ev = logparse.parse_line(line)
+        if ev is not None and ev.kind == "loss":
+            pts.append((ev.iteration, ev.time))
+    pts = [(i, t) for i, t in pts if i >= warmup]
+    if len(pts) < 2:
+        raise UserError("caffe train: too few iterations logged to time")
+    (i0, t0), (i1, t1) = pts[0], pts[-1]
+    return (t1 - t0) / (i1 - i0), i1 - i0
+
+
+# ------------------------------------------------------------------------ nets and FLOPs
+def conv_flops(deploy: Path, hw: int = PATCH) -> dict:
+    """FLOPs per patch of the Convolution/Deconvolution layers of a deploy net at hw x hw.
+
+    Forward ``2 x MACs``; backward the same for the weight gradient, and again for the
+    input gradient unless the layer's input is the net's input (Caffe skips that one).
+    """
+    import caffe
+    caffe.set_mode_cpu()
+    net = caffe.Net(str(deploy), caffe.TEST)
+    inp = net.inputs[0]
+    c = net.blobs[inp].data.shape[1]
+    net.blobs[inp].reshape(1, c, hw, hw)
+    net.reshape()
+    fwd = bwd = 0
+    per_layer = []
+    for name, layer in zip(net._layer_names, net.layers):
+        if layer.type not in ("Convolution", "Deconvolution"):
+            continue
+        w = net.params[name][0].data.shape
+        bottom = net.bottom_names[name][0]
+        top = net.top_names[name][0]
+        if layer.type == "Convolution":
+            spatial = net.blobs[top].data.shape[2] * net.blobs[top].data.shape[3]
+        else:
+            spatial = net.blobs[bottom].data.shape[2] * net.blobs[bottom].data.shape[3]
+        groups = 1
+        macs = int(w[0]) * int(w[1]) * int(w[2]) * int(w[3]) * spatial * groups
+        f = 2 * macs
+        b = 2 * macs + (0 if bottom == inp else 2 * macs)
+        fwd += f
+        bwd += b
+        per_layer.append((name, f, b))
+    return {"forward": fwd, "backward": bwd, "total": fwd + bwd, "layers": per_layer}
+
+
+GEMM_PEAK_NET = """name: "gemm_peak"
+layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: {n} dim: {k} }} }} }}
+layer {{ name: "ip" type: "InnerProduct" bottom: "x" top: "y"
+  inner_product_param {{ num_output: {m} bias_term: false weight_filler {{ type: "gaussian" std: 0.01 }} }} }}
+"""
+
+GEMM_SHAPE_NET = """name: "gemm_shape"
+force_backward: true
+layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: {batch} dim: {cin} dim: {hw} dim: {hw} }} }} }}
+layer {{ name: "conv" type: "Convolution" bottom: "x" top: "y"
+  convolution_param {{ num_output: {cout} kernel_size: 1 bias_term: false weight_filler {{ type: "gaussian" std: 0.01 }} }} }}
+"""
+
+
+def gemm_rates(work: Path, widths: list[int], iters: int = 5) -> dict:
+    """Single-precision GEMM rates (GFLOP/s) of Caffe's BLAS, measured with ``caffe time``."""
+    out = {}
+    n = 2048
+    p = work / "gemm_peak.prototxt"
+    p.write_text(GEMM_PEAK_NET.format(n=n, k=n, m=n))
+    l0 = load()
+    t = parse_time(run_caffe(["time", "-model", str(p), "-iterations", str(iters)], work / "gemm_peak.log"))
+    out["peak"] = {"shape": f"{n}x{n}x{n}", "ms": t["Forward pass"], "gflops": 2 * n ** 3 / t["Forward pass"] / 1e6,
+                   "load": [l0, load()]}
+    for w in widths:
+        p = work / f"gemm_w{w}.prototxt"
+        p.write_text(GEMM_SHAPE_NET.format(batch=BATCH, cin=9 * w, cout=w, hw=PATCH))
+        l0 = load()
+        t = parse_time(run_caffe(["time", "-model", str(p), "-iterations", str(iters)], work / f"gemm_w{w}.log"))
+        flops = 3 * 2 * w * 9 * w * PATCH * PATCH * BATCH
+        out[f"w{w}"] = {"shape": f"1x1 conv {9 * w}->{w} on {PATCH}x{PATCH}, batch {BATCH}, fwd+bwd",
+                        "ms": t["Forward-Backward"], "gflops": flops / t["Forward-Backward"] / 1e6,
+                        "load": [l0, load()]}
+    return out
+
+
+def write_bench_db(folder: Path, shard_size: int, shards: int) -> Path:
+    """Random 50x50 patch shards (content does not matter for the timing)."""
+    import h5py
+    import numpy as np
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for k in range(shards):
+        label = rng.random((shard_size, 1, PATCH, PATCH), dtype=np.float32)
+        data = label + rng.normal(0, 0.1, label.shape).astype(np.float32)
+        p = folder / f"bench_{k:03d}.h5"
+        with h5py.File(p, "w") as f:
+            f["data"] = data
+            f["label"] = label
+        lines.append(str(p))
+    lst = folder / "train.txt"
+    lst.write_text("\n".join(lines) + "\n")
+    return lst
+
+
+BENCH_SOLVER = """net: "{net}"
+type: "Adam"
+base_lr: 0.0001
+momentum: 0.9
+momentum2: 0.999
+lr_policy: "fixed"
+display: 1
+max_iter: {iters}
+snapshot: 0
+snapshot_after_train: false
+random_seed: 1603
+solver_mode: CPU
+"""
+
+
+def bench_net(name: str, work: Path, db_list: Path, train_iters: int, time_iters: int) -> dict:
+    from . import netgen
+    from .train import read_prototxt, to_text
+    cfg = netgen.get_preset(name)
+    d = work / name
+    d.mkdir(parents=True, exist_ok=True)
+    deploy = d / "deploy.prototxt"
+    deploy.write_text(netgen.render_deploy(cfg))
+    tr = d / "train.prototxt"
+    tr.write_text(netgen.render_train(cfg, "denoise-s30", "train"))
+    net = read_prototxt(tr, "NetParameter")
+    for l in net.layer:
+        if l.type == "HDF5Data":
+            l.hdf5_data_param.source = str(db_list)
+            l.hdf5_data_param.shuffle = False
+            batch = l.hdf5_data_param.batch_size
+    tr.write_text(to_text(net))
+    flops = conv_flops(deploy)
+    res = {"net": name, "batch": batch, "flops_per_patch": flops["total"], "flops_forward": flops["forward"]}
+    # 1. real training
+    solver = d / "solver.prototxt"
+    solver.write_text(BENCH_SOLVER.format(net=tr, iters=train_iters))
+    l0 = load()
+    t0 = time.monotonic()
+    out = run_caffe(["train", "-solver", str(solver)], d / "train.log")
+    spi, n = train_seconds_per_iter(out)
+    res["train"] = {"iterations": train_iters, "timed": n, "s_per_iter": spi, "patches_per_s": batch / spi,
+                    "wall_s": time.monotonic() - t0, "load": [l0, load()]}
+    # 2. caffe time
+    l0 = load()
+    t = parse_time(run_caffe(["time", "-model", str(tr), "-iterations", str(time_iters)], d / "time.log"))
+    conv_ms = sum(v for k, v in t["layers"].items() if k.startswith(("conv", "deconv")) and "relu" not in k
+                  and "sum" not in k)
+    res["time"] = {"iterations": time_iters, "ms_fwd_bwd": t["Forward-Backward"],
+                   "patches_per_s": batch / t["Forward-Backward"] * 1000,
+                   "ms_conv_layers": conv_ms, "ms_other_layers": sum(t["layers"].values()) - conv_ms,
+                   "load": [l0, load()]}
+    return res
+
+
+def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Path | None = None) -> dict:
+    from . import netgen
+    for n in nets:
+        netgen.get_preset(n)  # UserError for unknown names
+    out_dir = Path(out_dir) if out_dir else paths.RESULTS / "bench"
+    work = Path(tempfile.mkdtemp(prefix="bench.", dir=paths.ROOT / "data" / "cache"
+                                 if (paths.ROOT / "data" / "cache").is_dir() else None))
+    try:
+        info = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "machine": machine(),
+                "load_start": load(), "shard_size": shard_size, "warmup_iterations": WARMUP, "nets": []}
+        print(f"machine: {info['machine']['cpu']}, {info['machine']['cores']} cores; BLAS "
+              f"{info['machine']['blas']} ({info['machine']['openblas'].get('corename', '?')}, "
+              f"{info['machine']['openblas'].get('threads', '?')} threads); load {info['load_start']}")
+        widths = sorted({netgen.get_preset(n).width for n in nets})
+        print("measuring Caffe's GEMM rate (bin/caffe time on one-layer nets) ...", flush=True)
+        info["gemm"] = gemm_rates(work, widths, iters=2 if quick else 5)
+        for k, v in info["gemm"].items():
+            print(f"  GEMM {k:5s} {v['shape']}: {v['gflops']:.1f} GFLOP/s (load {v['load'][0]})")
+        shards = max(2, (max(ITERS[n][0] for n in nets) + 2) * BATCH // shard_size + 1)
+        db = write_bench_db(work / "db", shard_size, min(shards, 8))
+        for n in nets:
+            ti, tt = ITERS[n]
+            if quick:
+                ti, tt = WARMUP + 3, 1
+            print(f"{n}: caffe train {ti} iterations, caffe time {tt} ...", flush=True)
+            r = bench_net(n, work, db, ti, tt)
+            w = netgen.get_preset(n).width
+            for k, rate in (("peak", info["gemm"]["peak"]["gflops"]), ("shape", info["gemm"][f"w{w}"]["gflops"])):
+                bound = r["flops_per_patch"] * r["batch"] / (rate * 1e9)
+                r[f"bound_{k}_s"] = bound
+                r[f"ratio_train_{k}"] = bound / r["train"]["s_per_iter"]
+                r[f"ratio_time_{k}"] = bound / (r["time"]["ms_fwd_bwd"] / 1000)
+            info["nets"].append(r)
+            print("  " + _line(r), flush=True)
+        info["load_end"] = load()
+        info["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        atomic_write_text(out_dir / "bench.json", json.dumps(info, indent=2) + "\n")
+        md = report(info)
+        atomic_write_text(out_dir / "bench.md", md)
+        print()
+        print(md)
+        print(f"written: {paths.rel(out_dir / 'bench.md')}, {paths.rel(out_dir / 'bench.json')}")
+        return info
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _line(r: dict) -> str:
+    return (f"train {r['train']['s_per_iter']:.3f} s/it = {r['train']['patches_per_s']:.1f} patches/s; "
+            f"time {r['time']['ms_fwd_bwd'] / 1000:.3f} s; bound {r['bound_peak_s']:.3f} s (peak GEMM), "
+            f"{r['bound_shape_s']:.3f} s (net-shape GEMM); achieved/bound {r['ratio_train_peak']:.0%} / "
+            f"{r['ratio_train_shape']:.0%}")
+
+
+def report(info: dict) -> str:
+    m = info["machine"]
+    g = info["gemm"]
+    lines = [
+        "# Training throughput vs the GEMM bound (`make bench`)",
+        "",
+        f"{info['started']}; {m['cpu']}, {m['cores']} cores; load average {info['load_start']} at start, "
+        f"{info.get('load_end')} at the end (timings taken under load are not comparable).",
+        f"Caffe: `{m['caffe_binary']}` (release flags {m.get('caffe_release_flags')}); BLAS `{m['blas']}` "
+        f"(OpenBLAS core {m['openblas'].get('corename', '?')}, {m['openblas'].get('threads', '?')} threads; "
+        f"env {m['env'] or 'none set'}).",
+        "",
+        "GEMM rate of that BLAS, measured with `bin/caffe time`: " + "; ".join(
+            f"{k}: {v['gflops']:.1f} GFLOP/s ({v['shape']})" for k, v in g.items()) + ".",
+        "",
+        "| net | batch | GFLOP/patch (fwd+bwd) | train: s/iter | train: patches/s | caffe time: s | "
+        "conv/deconv share | bound (peak) s | bound (net GEMM) s | achieved/bound (peak) | achieved/bound (net GEMM) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in info["nets"]:
+        t = r["time"]
+        share = t["ms_conv_layers"] / max(1e-9, t["ms_conv_layers"] + t["ms_other_layers"])
+        lines.append(
+            f"| {r['net']} | {r['batch']} | {r['flops_per_patch'] / 1e9:.2f} | {r['train']['s_per_iter']:.3f} "
+            f"({r['train']['timed']} it) | {r['train']['patches_per_s']:.1f} | {t['ms_fwd_bwd'] / 1000:.3f} "
+            f"({t['iterations']} it) | {share:.0%} | {r['bound_peak_s']:.3f} | {r['bound_shape_s']:.3f} | "
+            f"{r['ratio_train_peak']:.0%} | {r['ratio_train_shape']:.0%} |")
+    lines += [
+        "",
+        f"train: `bin/caffe train` (Adam, HDF5 shards of {info['shard_size']} patches, a shard load every "
+        f"{info['shard_size'] // 16} iterations), first {info['warmup_iterations']} iterations not timed. "
+        "caffe time: forward+backward of the same net, no solver update. bound: FLOPs x batch / GEMM rate. "
+        "See docs/training.md.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def cmd_bench(args) -> int:
+    nets = args.nets.split(",") if args.nets else list(NETS)
+    run_bench(nets, shard_size=args.shard_size, quick=args.quick, out_dir=args.out)
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="training throughput vs the BLAS GEMM bound (make bench)",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("--nets", help=f"comma-separated presets (default {','.join(NETS)})")
+    p.add_argument("--shard-size", type=int, default=128, help="patches per HDF5 shard of the bench db")
+    p.add_argument("--quick", action="store_true", help="a few iterations only (for tests)")
+    p.add_argument("--out", help="output folder (default results/bench)")
+    p.set_defaults(func=cmd_bench)

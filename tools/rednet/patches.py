@@ -1,0 +1,642 @@
+"""HDF5 patch databases for Caffe's HDF5Data layer: ``bin/python -m rednet data``.
+
+A database ``data/db/<task>/`` holds shards ``train_00000.h5 ...`` and ``val_00000.h5 ...``
+with float32 datasets ``data`` (network input) and ``label`` (clean target), both
+N x 1 x 50 x 50, plus ``meta`` (int32 N x 5: image, y, x, level index, repeat; Caffe
+ignores it), and the list files ``train.txt`` / ``val.txt`` Caffe reads (one shard path
+a line, relative to the repository root).  docs/data.md explains every choice.
+
+How a pair is made (the authors' MATLAB code, in Python):
+- denoising: ``label = clean/255`` (gray: MATLAB ``rgb2gray``), ``data = label +
+  sigma/255 * randn`` in float64, then float32; not clipped, not rounded.
+- super-resolution: ``hr = modcrop(Y, s)`` (``rgb2ycbcr`` Y), ``label = hr/255``,
+  ``data = imresize(imresize(hr/255, 1/s), s)`` (MATLAB bicubic), the patch is cut from
+  both whole images at the same place.
+
+Determinism: every pair's randomness comes from its own generator seeded with
+``(seed, split, image, y, x, repeat)``, and the global shuffle from one seeded permutation,
+so the arrays are byte-identical for any number of workers or order of work.  Memory stays
+bounded: the source images (46 MB of gray uint8 for the 300 BSD images) are held once,
+and each worker fills one shard at a time.  Shards are written under a temporary name and
+renamed when complete; an interrupted build resumes with the missing shards; the list
+files are written last, atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import queue
+import re
+import resource
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import paths
+from .errors import UserError, atomic_path, atomic_write_text
+from .tasks import Task, get_task, task_name
+
+PATCH = 50
+SHARD_SIZE = 8192            # pairs per shard: 164 MB of float32 data+label in Caffe's memory
+DENOISE_STRIDE = 19          # 345 patches per 481x321 image, 103,500 for the 300 images
+NOISE_REPEATS = 5            # ... times 5 noise draws = 517,500 pairs (the paper's ~0.5M)
+SR_STRIDE = 9                # one scale: ~1,480 patches per image, ~445k pairs
+SR_MIXED_STRIDE = 15         # x2, x3, x4 of every patch: ~495k pairs
+VAL_STRIDE = 50              # validation: non-overlapping patches, one noise draw
+VAL_DENOISE = ("Set5", ("baby", "bird", "head", "woman"))   # not butterfly (= Set12 Monarch)
+VAL_SR = ("BSD200", 10)      # the first 10 BSDS500 test images by id
+FORMAT = 1                   # bump when the shard layout changes
+_SPLITS = {"train": 0, "val": 1}
+_CODE = ("patches.py", "imageio_ml.py", "matlab.py")
+
+
+# --------------------------------------------------------------------------- configuration
+@dataclass
+class Config:
+    task: str
+    kind: str
+    levels: tuple
+    stride: int
+    noise_repeats: int
+    patch: int = PATCH
+    seed: int = 0
+    max_images: int | None = None
+    max_patches: int | None = None
+    shard_size: int = SHARD_SIZE
+    augment: str = "none"
+    val: bool = True
+    datasets: str = ""
+    code: str = field(default="", repr=False)
+
+    def fingerprint(self) -> dict:
+        d = asdict(self)
+        d["levels"] = list(self.levels)
+        d["format"] = FORMAT
+        d.pop("datasets")          # the data are pinned by the manifests' hashes instead
+        d["manifests"] = _manifest_digest()
+        return d
+
+
+def _manifest_digest() -> str:
+    h = hashlib.sha256()
+    for p in sorted((paths.DATA / "manifests").glob("*")):
+        h.update(p.name.encode() + p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _code_digest() -> str:
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    for name in _CODE:
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def make_config(task, *, datasets=None, stride=None, noise_repeats=None, max_images=None,
+                max_patches=None, seed=0, shard_size=SHARD_SIZE, augment="none", val=True,
+                patch=PATCH) -> Config:
+    t: Task = task if isinstance(task, Task) else get_task(str(task))
+    if stride is None:
+        stride = DENOISE_STRIDE if t.kind == "denoise" else (SR_MIXED_STRIDE if t.mixed else SR_STRIDE)
+    if noise_repeats is None:
+        noise_repeats = NOISE_REPEATS if t.kind == "denoise" else 1
+    for name, v, lo in (("stride", stride, 1), ("noise_repeats", noise_repeats, 1),
+                        ("patch", patch, 1), ("shard_size", shard_size, 1), ("seed", seed, 0)):
+        if not isinstance(v, (int, np.integer)) or v < lo:
+            raise UserError(f"{name}={v!r}: expected an integer >= {lo}")
+    if t.kind == "sr" and noise_repeats != 1:
+        raise UserError(f"noise_repeats={noise_repeats}: super-resolution pairs have no noise (use 1)")
+    for name, v in (("max_images", max_images), ("max_patches", max_patches)):
+        if v is not None and (not isinstance(v, (int, np.integer)) or v < 1):
+            raise UserError(f"{name}={v!r}: expected a positive integer")
+    if augment not in ("none", "dihedral"):
+        raise UserError(f"augment={augment!r}: expected none or dihedral")
+    root = _datasets_root(datasets)
+    return Config(task=t.name, kind=t.kind, levels=tuple(t.levels), stride=int(stride),
+                  noise_repeats=int(noise_repeats), patch=int(patch), seed=int(seed),
+                  max_images=max_images, max_patches=max_patches, shard_size=int(shard_size),
+                  augment=augment, val=bool(val), datasets=str(root), code=_code_digest())
+
+
+def _datasets_root(datasets) -> Path:
+    root = paths.datasets_dir(datasets)
+    if not root.is_dir():
+        raise UserError(f"DATASETS={root}: folder does not exist (the benchmark images, "
+                        f"see docs/data.md)")
+    return root
+
+
+def source_files(cfg: Config, split: str) -> list[Path]:
+    """The image files a split is cut from, in the fixed order that numbers them."""
+    from . import datasets as D
+    if split == "train":
+        files = D.list_images("BSD300", cfg.datasets)
+        return files[: cfg.max_images] if cfg.max_images else files
+    if cfg.kind == "denoise":
+        name, keep = VAL_DENOISE
+        return [p for p in D.list_images(name, cfg.datasets) if p.stem in keep]
+    name, n = VAL_SR
+    return D.list_images(name, cfg.datasets)[:n]
+
+
+# --------------------------------------------------------------------------- sources
+def _prepare(args):
+    """One source image -> what the shards are cut from (run in the worker pool)."""
+    path, kind, scales, patch = args
+    from . import imageio_ml, matlab
+    img = imageio_ml.load_image(path)
+    if kind == "denoise":
+        g = imageio_ml.to_gray(img)
+        _check_size(path, g.shape, patch, "")
+        return [g]
+    y = imageio_ml.to_luma(img)
+    out = []
+    for s in scales:
+        hr = matlab.modcrop(y, s)
+        _check_size(path, hr.shape, patch, f" after modcrop by {s}")
+        if min(hr.shape) < 2 * s:
+            raise UserError(f"{path}: {y.shape[1]}x{y.shape[0]} is too small for scale {s}")
+        lr = matlab.imresize(hr.astype(np.float64) / 255.0, 1.0 / s)
+        up = matlab.imresize(lr, float(s))
+        assert up.shape == hr.shape, (up.shape, hr.shape)
+        out.append((hr, up.astype(np.float32)))
+    return out
+
+
+def _check_size(path, shape, patch, what):
+    if shape[0] < patch or shape[1] < patch:
+        raise UserError(f"{path}: image is {shape[1]}x{shape[0]}{what}, smaller than the "
+                        f"{patch}x{patch} patch")
+
+
+def _grid(h: int, w: int, patch: int, stride: int):
+    ys = np.arange(0, h - patch + 1, stride)
+    xs = np.arange(0, w - patch + 1, stride)
+    return ys, xs
+
+
+def _header_shape(path: Path) -> tuple[int, int]:
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except Exception as e:  # noqa: BLE001 - any decoder error is the user's file
+        raise UserError(f"{path}: cannot decode image ({e})") from None
+    return h, w
+
+
+def plan_rows(cfg: Config, split: str, shapes: list[tuple[int, int]]) -> np.ndarray:
+    """All pairs of a split in canonical order, int32 rows (image, y, x, level index, repeat).
+
+    Denoising: every grid patch ``noise_repeats`` times; with several sigmas (mixed), repeat
+    ``r`` of the ``p``-th patch gets sigma number ``(p + r) % 4``.  Super-resolution: every
+    grid patch of the image modcropped by each scale, once.  Then the seeded global
+    permutation (a shuffled database), cut to ``max_patches``.
+    """
+    repeats = cfg.noise_repeats if split == "train" else 1
+    stride = cfg.stride if split == "train" else VAL_STRIDE
+    nlev = len(cfg.levels)
+    chunks, p0 = [], 0
+    for i, (h, w) in enumerate(shapes):
+        if cfg.kind == "denoise":
+            ys, xs = _grid(h, w, cfg.patch, stride)
+            yy, xx = np.meshgrid(ys, xs, indexing="ij")
+            yy, xx = yy.ravel(), xx.ravel()
+            p = p0 + np.arange(yy.size)
+            p0 += yy.size
+            for r in range(repeats):
+                lev = (p + r) % nlev
+                chunks.append(np.stack([np.full_like(yy, i), yy, xx, lev, np.full_like(yy, r)], 1))
+        else:
+            for li, s in enumerate(cfg.levels):
+                ys, xs = _grid(h - h % s, w - w % s, cfg.patch, stride)
+                yy, xx = np.meshgrid(ys, xs, indexing="ij")
+                yy, xx = yy.ravel(), xx.ravel()
+                chunks.append(np.stack([np.full_like(yy, i), yy, xx, np.full_like(yy, li),
+                                        np.zeros_like(yy)], 1))
+    rows = np.concatenate(chunks).astype(np.int32) if chunks else np.zeros((0, 5), np.int32)
+    perm = np.random.default_rng([cfg.seed, _SPLITS[split], 0x5EED]).permutation(len(rows))
+    rows = rows[perm]
+    if split == "train" and cfg.max_patches:
+        rows = rows[: cfg.max_patches]
+    return rows
+
+
+# --------------------------------------------------------------------------- shard writing
+_STATE: dict = {}
+
+
+def _init_worker(state, progress_q):
+    _STATE.update(state)
+    _STATE["q"] = progress_q
+
+
+def _make_pairs(rows: np.ndarray, split: str) -> tuple[np.ndarray, np.ndarray]:
+    cfg: Config = _STATE["cfg"]
+    src = _STATE["sources"][split]
+    P = cfg.patch
+    n = len(rows)
+    data = np.empty((n, 1, P, P), np.float32)
+    label = np.empty((n, 1, P, P), np.float32)
+    q = _STATE.get("q")
+    sp = _SPLITS[split]
+    done = 0
+    for j, (i, y, x, li, r) in enumerate(rows.tolist()):
+        if cfg.kind == "denoise":
+            clean = src[i][0][y:y + P, x:x + P].astype(np.float64) / 255.0
+            g = np.random.default_rng([cfg.seed, sp, i, y, x, r])
+            t = int(g.integers(8)) if cfg.augment == "dihedral" else 0
+            noisy = clean + (cfg.levels[li] / 255.0) * g.standard_normal((P, P))
+            a, b = noisy, clean
+        else:
+            hr, up = src[i][li]
+            b = hr[y:y + P, x:x + P].astype(np.float64) / 255.0
+            a = up[y:y + P, x:x + P]
+            t = (int(np.random.default_rng([cfg.seed, sp, i, y, x, li]).integers(8))
+                 if cfg.augment == "dihedral" else 0)
+        if t:
+            a, b = _dihedral(a, t), _dihedral(b, t)
+        data[j, 0] = a
+        label[j, 0] = b
+        if q is not None and (j + 1) % 256 == 0:
+            q.put(256)
+            done += 256
+    if q is not None and n > done:
+        q.put(n - done)
+    return data, label
+
+
+def _dihedral(a: np.ndarray, t: int) -> np.ndarray:
+    a = np.rot90(a, t % 4)
+    return a[:, ::-1] if t >= 4 else a
+
+
+def _write_shard(job) -> str:
+    split, k, rows, dest = job
+    import h5py
+    cfg: Config = _STATE["cfg"]
+    data, label = _make_pairs(rows, split)
+    with atomic_path(dest) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("data", data=data)
+            f.create_dataset("label", data=label)
+            f.create_dataset("meta", data=rows)
+            f.attrs["task"] = cfg.task
+            f.attrs["kind"] = cfg.kind
+            f.attrs["levels"] = np.asarray(cfg.levels, np.float64)
+            f.attrs["meta_columns"] = "image,y,x,level_index,repeat"
+            f.attrs["seed"] = cfg.seed
+    return str(dest)
+
+
+def _shard_ok(path: Path, n: int, patch: int) -> bool:
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            return (f["data"].shape == (n, 1, patch, patch) == f["label"].shape
+                    and f["data"].dtype == np.float32)
+    except Exception:  # noqa: BLE001 - any unreadable shard is rebuilt
+        return False
+
+
+# --------------------------------------------------------------------------- the build
+@dataclass
+class Plan:
+    cfg: Config
+    out_dir: Path
+    files: dict            # split -> [Path]
+    rows: dict             # split -> rows array
+    shards: dict           # split -> [(k, rows slice, dest)]
+
+    def count(self, split):
+        return len(self.rows.get(split, ()))
+
+    def nbytes(self, split):
+        P = self.cfg.patch
+        n = self.count(split)
+        return n * 2 * P * P * 4 + n * 5 * 4 + len(self.shards.get(split, ())) * 8192
+
+
+def _db_dir(task: str, out_dir) -> Path:
+    return Path(out_dir) if out_dir is not None else paths.DB / task
+
+
+def make_plan(cfg: Config, out_dir: Path, shapes: dict | None = None) -> Plan:
+    splits = ["train"] + (["val"] if cfg.val else [])
+    files = {s: source_files(cfg, s) for s in splits}
+    if shapes is None:
+        shapes = {s: [_header_shape(p) for p in files[s]] for s in splits}
+    rows, shards = {}, {}
+    for s in splits:
+        if cfg.kind == "denoise":
+            for p, sh in zip(files[s], shapes[s]):
+                _check_size(p, sh, cfg.patch, "")
+        rows[s] = plan_rows(cfg, s, shapes[s])
+        S = cfg.shard_size
+        shards[s] = [(k, rows[s][a:a + S], out_dir / f"{s}_{k:05d}.h5")
+                     for k, a in enumerate(range(0, len(rows[s]), S))]
+    return Plan(cfg, out_dir, files, rows, shards)
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000.0
+    return ""
+
+
+def preview(task, out_dir=None, *, datasets=None, stride=None, noise_repeats=None, max_images=None,
+            max_patches=None, seed=0, workers=2, shard_size=SHARD_SIZE, val=True, progress=True,
+            augment="none", patch=PATCH, verify=True, quiet=False) -> dict:
+    """Print (unless quiet) and return the patch counts and bytes a build would write."""
+    cfg = make_config(task, datasets=datasets, stride=stride, noise_repeats=noise_repeats,
+                      max_images=max_images, max_patches=max_patches, seed=seed,
+                      shard_size=shard_size, augment=augment, val=val, patch=patch)
+    out = _db_dir(cfg.task, out_dir)
+    plan = make_plan(cfg, out)
+    info = {"task": cfg.task, "out_dir": paths.rel(out)}
+    for s in plan.rows:
+        info[s] = {"images": len(plan.files[s]), "patches": plan.count(s),
+                   "shards": len(plan.shards[s]), "bytes": plan.nbytes(s)}
+    info["bytes"] = sum(plan.nbytes(s) for s in plan.rows)
+    info["free_bytes"] = _free_bytes(out)
+    if not quiet:
+        lev = "sigma" if cfg.kind == "denoise" else "scale"
+        print(f"{cfg.task} ({lev} {', '.join(map(str, cfg.levels))}; stride {cfg.stride}, "
+              f"noise repeats {cfg.noise_repeats}, patch {cfg.patch}, seed {cfg.seed}) -> {info['out_dir']}")
+        for s in plan.rows:
+            d = info[s]
+            print(f"  {s:5s}: {d['patches']:,} patches from {d['images']} images in {d['shards']} "
+                  f"shards, {_fmt_bytes(d['bytes'])}")
+        print(f"  total: {_fmt_bytes(info['bytes'])} (free on disk: {_fmt_bytes(info['free_bytes'])})")
+    return info
+
+
+def _free_bytes(p: Path) -> int:
+    p = Path(p).resolve()
+    while not p.exists():
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def read_list(list_file) -> list[Path]:
+    """The shard paths of a list file (relative lines are taken from the repository root)."""
+    out = []
+    for line in Path(list_file).read_text().splitlines():
+        if line.strip():
+            p = Path(line.strip())
+            out.append(p if p.is_absolute() else paths.ROOT / p)
+    return out
+
+
+def _clear(out: Path) -> None:
+    """Remove a previous database's shards, lists and config from ``out``."""
+    for p in out.glob("*"):
+        if p.is_file() and (re.fullmatch(r"(train|val)_\d{5}\.h5", p.name)
+                            or p.name in ("train.txt", "val.txt", "config.json")):
+            p.unlink()
+
+
+def _clean_temps(out: Path) -> None:
+    for p in out.glob(".*.tmp.*"):
+        p.unlink(missing_ok=True)
+
+
+def build_db(task, out_dir=None, *, datasets=None, stride=None, noise_repeats=None, max_images=None,
+             max_patches=None, seed=0, workers=2, shard_size=SHARD_SIZE, val=True, progress=True,
+             augment="none", patch=PATCH, verify=True) -> Path:
+    """Build (or finish) the database of ``task``; returns the train list file.
+
+    Defaults give the paper-scale database (docs/data.md).  ``max_images`` / ``max_patches``
+    / a larger ``stride`` make a small one (the demo).  Already complete shards of the same
+    configuration are kept; a different configuration replaces the database.
+    """
+    cfg = make_config(task, datasets=datasets, stride=stride, noise_repeats=noise_repeats,
+                      max_images=max_images, max_patches=max_patches, seed=seed,
+                      shard_size=shard_size, augment=augment, val=val, patch=patch)
+    if not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise UserError(f"workers={workers!r}: expected an integer >= 1")
+    out = _db_dir(cfg.task, out_dir)
+    from . import datasets as D
+    if verify:
+        D.verify("BSD300", cfg.datasets)
+        D.verify(VAL_DENOISE[0] if cfg.kind == "denoise" else VAL_SR[0], cfg.datasets)
+    plan = make_plan(cfg, out)
+    fp = cfg.fingerprint()
+    list_files = {s: out / f"{s}.txt" for s in plan.rows}
+
+    # an up-to-date database: nothing to do
+    cfg_file = out / "config.json"
+    old = json.loads(cfg_file.read_text()) if cfg_file.is_file() else None
+    if old is not None and old != fp:
+        _clear(out)
+    if out.is_dir():
+        _clean_temps(out)
+    todo = {s: [job for job in plan.shards[s]
+                if not (job[2].is_file() and _shard_ok(job[2], len(job[1]), cfg.patch))]
+            for s in plan.rows}
+    if old == fp and not any(todo.values()) and all(f.is_file() for f in list_files.values()):
+        for s in sorted(list_files, key=lambda s: s == "train"):
+            os.utime(list_files[s])       # up to date: mark it so for make
+        return list_files["train"]
+
+    need = sum(len(r) for s in todo for _, r, _ in todo[s]) * 2 * cfg.patch ** 2 * 4
+    free = _free_bytes(out)
+    if need * 1.02 + (64 << 20) > free:
+        raise UserError(f"{paths.rel(out)}: the database needs {_fmt_bytes(need)} but only "
+                        f"{_fmt_bytes(free)} is free on that disk")
+
+    # read and prepare the sources (in parallel), then write the missing shards (in parallel)
+    state = {"cfg": cfg, "sources": {}}
+    ctx = mp.get_context("fork")
+    from tqdm import tqdm
+    tqdm.monitor_interval = 0
+    for s in plan.rows:
+        if not todo[s]:
+            continue
+        jobs = [(p, cfg.kind, cfg.levels, cfg.patch) for p in plan.files[s]]
+        used = sorted(set(plan.rows[s][:, 0].tolist()))
+        srcs = [None] * len(jobs)
+        with _pool(ctx, workers, {}, None) as pool, \
+                tqdm(total=len(used), desc=f"{cfg.task} {s} images", unit="img",
+                     disable=not progress) as bar:
+            for i, res in zip(used, _imap(pool, _prepare, [jobs[i] for i in used])):
+                srcs[i] = res
+                bar.update(1)
+        state["sources"][s] = srcs
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cfg_file, json.dumps(fp, indent=1, sort_keys=True) + "\n")
+
+    for s in plan.rows:
+        jobs = [(s, k, rows, dest) for k, rows, dest in todo[s]]
+        if not jobs:
+            continue
+        total = sum(len(j[2]) for j in jobs)
+        q = ctx.Queue() if workers > 1 else None
+        with tqdm(total=total, desc=f"{cfg.task} {s}", unit="patch", unit_scale=True,
+                  disable=not progress, smoothing=0.1) as bar:
+            if workers == 1:
+                _init_worker(state, None)
+                for job in jobs:
+                    _write_shard(job)
+                    bar.update(len(job[2]))
+            else:
+                with _pool(ctx, workers, state, q) as pool:
+                    pending = [pool.apply_async(_write_shard, (job,)) for job in jobs]
+                    while pending:
+                        try:
+                            bar.update(q.get(timeout=0.2))
+                        except queue.Empty:
+                            pass
+                        for r in [r for r in pending if r.ready()]:
+                            r.get()            # re-raises a worker's error
+                            pending.remove(r)
+                    while True:
+                        try:
+                            bar.update(q.get_nowait())
+                        except queue.Empty:
+                            break
+        state["sources"].pop(s, None)
+    # list files last (val first, so train.txt - the make target - is the very last write)
+    for s in sorted(plan.rows, key=lambda s: s == "train"):
+        lines = [paths.rel(dest) for _, _, dest in plan.shards[s]]
+        atomic_write_text(list_files[s], "\n".join(lines) + "\n")
+    return list_files["train"]
+
+
+class _pool:
+    """A fork pool whose workers get ``state``; terminated (not joined) on errors."""
+
+    def __init__(self, ctx, workers, state, q):
+        self.p = ctx.Pool(workers, initializer=_init_worker, initargs=(state, q))
+
+    def __enter__(self):
+        return self.p
+
+    def __exit__(self, et, ev, tb):
+        if et is None:
+            self.p.close()
+        else:
+            self.p.terminate()
+        self.p.join()
+
+
+def _imap(pool, fn, items):
+    return pool.imap(fn, items, chunksize=1)
+
+
+# --------------------------------------------------------------------------- benchmark
+def bench(out_dir: Path, *, task="denoise-s30", workers=2, keep=False, **kw) -> dict:
+    """Build the full database into ``out_dir`` and report patches/s, bytes, peak RSS."""
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    t0 = time.time()
+    try:
+        lst = build_db(task, out_dir, workers=workers, **kw)
+        dt = time.time() - t0
+        shards = read_list(lst) + read_list(out_dir / "val.txt")
+        nbytes = sum(p.stat().st_size for p in shards)
+        import h5py
+        n = 0
+        for p in read_list(lst):
+            with h5py.File(p, "r") as f:
+                n += f["data"].shape[0]
+    finally:
+        if not keep:
+            shutil.rmtree(out_dir, ignore_errors=True)
+    self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    info = {"task": task, "patches": n, "seconds": round(dt, 1), "patches_per_s": round(n / dt),
+            "bytes_written": nbytes, "peak_rss_self_mb": round(self_rss / 1024),
+            "peak_rss_child_mb": round(child_rss / 1024), "workers": workers,
+            "load_avg": os.getloadavg()}
+    return info
+
+
+# --------------------------------------------------------------------------- command line
+def _task_from_args(args) -> str:
+    t = args.task
+    if t in ("denoise", "sr"):
+        level = args.sigma if t == "denoise" else args.scale
+        if level in (None, ""):
+            raise UserError(f"TASK={t}: give {'SIGMA' if t == 'denoise' else 'SCALE'}= "
+                            f"(a level or mixed)")
+        return task_name(t, level)
+    return get_task(t).name
+
+
+def _cmd(args) -> int:
+    task = _task_from_args(args)
+    kw = dict(datasets=args.datasets, stride=args.stride, noise_repeats=args.noise_repeats,
+              max_images=args.max_images, max_patches=args.max_patches, seed=args.seed,
+              shard_size=args.shard_size, val=not args.no_val, augment=args.augment,
+              patch=args.patch)
+    if args.print_task:
+        print(task)
+        return 0
+    if args.bench:
+        out = Path(args.out or paths.CACHE / "bench-data")
+        info = bench(out, task=task, workers=args.workers, progress=not args.quiet, **kw)
+        print(json.dumps(info))
+        print(f"bench-data: {info['patches']:,} patches in {info['seconds']} s = "
+              f"{info['patches_per_s']:,} patches/s; {_fmt_bytes(info['bytes_written'])} written; "
+              f"peak RSS {info['peak_rss_self_mb']} MB (main), {info['peak_rss_child_mb']} MB "
+              f"(largest worker); {info['workers']} workers; load average {info['load_avg'][0]:.2f}")
+        return 0
+    if args.preview:
+        preview(task, args.out, **kw)
+        return 0
+    lst = build_db(task, args.out, workers=args.workers, progress=not args.quiet,
+                   verify=not args.no_verify, **kw)
+    print(paths.rel(lst))
+    return 0
+
+
+def _pos_int(s):
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+    return v
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("data", help="build the HDF5 patch database of a task",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("--task", required=True,
+                   help="a task name (denoise-s30, sr-x3, denoise-mixed, ...) or denoise / sr "
+                        "with --sigma / --scale")
+    p.add_argument("--sigma", default=None, help="noise level (0, 255] or mixed, with --task denoise")
+    p.add_argument("--scale", default=None, help="2, 3, 4 or mixed, with --task sr")
+    p.add_argument("--out", default=None, help="database folder (default data/db/<task>)")
+    p.add_argument("--datasets", default=None, help="benchmark image folder (default $DATASETS)")
+    p.add_argument("--stride", type=_pos_int, default=None,
+                   help=f"patch stride (default {DENOISE_STRIDE} denoise, {SR_STRIDE} sr, "
+                        f"{SR_MIXED_STRIDE} sr-mixed)")
+    p.add_argument("--noise-repeats", type=_pos_int, default=None,
+                   help=f"noisy copies of each clean patch (default {NOISE_REPEATS})")
+    p.add_argument("--patch", type=_pos_int, default=PATCH, help="patch size (the paper: 50)")
+    p.add_argument("--max-images", type=_pos_int, default=None, help="use only the first N training images")
+    p.add_argument("--max-patches", type=_pos_int, default=None, help="keep only N training pairs")
+    p.add_argument("--seed", type=_pos_int, default=0)
+    p.add_argument("--shard-size", type=_pos_int, default=SHARD_SIZE, help="pairs per HDF5 shard")
+    p.add_argument("--augment", choices=["none", "dihedral"], default="none",
+                   help="dihedral: each pair in one of the 8 rotations/flips (default none, as the paper)")
+    p.add_argument("--workers", type=_pos_int, default=2, help="worker processes")
+    p.add_argument("--no-val", action="store_true", help="no validation database")
+    p.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the images")
+    p.add_argument("--preview", action="store_true", help="print patch count and bytes, write nothing")
+    p.add_argument("--bench", action="store_true",
+                   help="build into --out (default data/cache/bench-data), print patches/s, "
+                        "bytes and peak RSS, then delete it")
+    p.add_argument("--print-task", action="store_true", help="print the task name and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd)

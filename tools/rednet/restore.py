@@ -1,0 +1,528 @@
+"""Restore images with a trained RED-Net in pycaffe: ``bin/python -m rednet restore``.
+
+- :func:`find_model` turns ``--model`` (a ``.caffemodel``, a run folder ``runs/<name>/``, or
+  nothing: search ``models/`` and ``runs/`` for the task) into a deploy net and weights.
+- :func:`check_weights` reads the caffemodel's ``NetParameter`` with ``caffe_pb2`` and
+  compares every parameter blob with the deploy net's, so a mismatched file is a one-line
+  error naming the layers instead of a Caffe ``CHECK`` abort.
+- :class:`Restorer` runs the deploy net on an image of any size (the input blob is
+  reshaped), in overlapping tiles when the whole image would need more memory than
+  ``max_memory_mb``; the overlap is the net's receptive-field radius, so the tiled result
+  equals the untiled one. :meth:`Restorer.restore` averages the 8 orientations (4 rotations
+  of the image and of its mirror, each mapped back), as the authors' ``netforward.m``.
+- :func:`restore_file` is what the command does with one file: denoising or SR, gray or
+  colour (SR: luminance through the net, chroma by bicubic).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import matlab
+from .errors import UserError, atomic_path
+from .paths import GEN, ROOT, RUNS, rel
+from .tasks import TASKS, Task, get_task, task_name
+
+MODELS = ROOT / "models"
+IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm")
+#: preference when several nets have a model for the same task (first wins)
+NET_PREFERENCE = ("red30-official", "red30", "red20", "red10")
+DEFAULT_MAX_MEMORY_MB = 1024
+
+
+# --------------------------------------------------------------------------- caffe
+def _caffe():
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    try:
+        import caffe
+    except ImportError as e:  # pragma: no cover - set-up problem
+        raise UserError(f"pycaffe: cannot import caffe ({e}); run 'make setup' and use bin/python") from e
+    caffe.set_mode_cpu()
+    return caffe
+
+
+def _read_netparam(path: Path, binary: bool):
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    msg = caffe_pb2.NetParameter()
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        if binary:
+            msg.ParseFromString(data)
+        else:
+            text_format.Merge(data.decode(), msg)
+    except Exception as e:  # protobuf raises DecodeError / ParseError
+        kind = "a binary caffemodel (NetParameter)" if binary else "a prototxt (NetParameter)"
+        raise UserError(f"{path}: not {kind}: {str(e).splitlines()[0][:120]}") from None
+    return msg
+
+
+def _blob_shape(b) -> tuple:
+    if b.HasField("shape"):
+        return tuple(int(d) for d in b.shape.dim)
+    return (int(b.num), int(b.channels), int(b.height), int(b.width))   # pre-2015 BlobProto
+
+
+def caffemodel_shapes(path: Path) -> dict[str, list[tuple]]:
+    """Layer name -> list of parameter blob shapes stored in a ``.caffemodel``."""
+    msg = _read_netparam(path, binary=True)
+    out: dict[str, list[tuple]] = {}
+    for layer in list(msg.layer) + list(msg.layers):   # new and V1 layer fields
+        if len(layer.blobs):
+            out[layer.name] = [_blob_shape(b) for b in layer.blobs]
+    if not out:
+        raise UserError(f"{path}: holds no trained layers (not a caffemodel?)")
+    return out
+
+
+def _same_shape(a: tuple, b: tuple) -> bool:
+    if a == b:
+        return True
+    # legacy 4-D blobs (1, 1, 1, N) for a bias of shape (N,)
+    strip = lambda s: tuple(d for d in s if d != 1)  # noqa: E731
+    return strip(a) == strip(b) and np.prod(a) == np.prod(b)
+
+
+def check_weights(net, deploy: Path, weights: Path) -> None:
+    """Raise :class:`UserError` naming every missing, extra or mis-shaped layer."""
+    stored = caffemodel_shapes(weights)
+    missing, misshaped = [], []
+    for name, blobs in net.params.items():
+        want = [tuple(b.data.shape) for b in blobs]
+        have = stored.get(name)
+        if have is None:
+            missing.append(name)
+        elif len(have) != len(want) or not all(_same_shape(h, w) for h, w in zip(have, want)):
+            fmt = lambda shapes: "+".join("x".join(map(str, s)) for s in shapes)  # noqa: E731
+            misshaped.append(f"{name} (file {fmt(have)}, net {fmt(want)})")
+    extra = [n for n in stored if n not in net.params]
+    problems = []
+    if missing:
+        problems.append("missing layers " + ", ".join(missing))
+    if misshaped:
+        problems.append("mis-shaped " + ", ".join(misshaped))
+    if extra:
+        problems.append("layers not in the net " + ", ".join(extra))
+    if problems:
+        raise UserError(f"{rel(weights)}: does not match {rel(deploy)}: " + "; ".join(problems))
+
+
+def receptive_radius(deploy: Path) -> int | None:
+    """Pixels on each side that one output pixel depends on, or None when not tileable.
+
+    The sum over the Convolution/Deconvolution layers of ``dilation * max(pad, k-1-pad)``:
+    a 3x3 layer with pad 1 adds 1 pixel, so RED10/20/30 have a radius of 10/20/30 (every
+    layer lies on the longest path, through the decoder). Nets with strides, pooling or
+    crops return None: they are run on the whole image.
+    """
+    msg = _read_netparam(deploy, binary=False)
+    radius = 0
+    for layer in msg.layer:
+        if layer.type in ("Convolution", "Deconvolution"):
+            p = layer.convolution_param
+            ks = list(p.kernel_size) or [p.kernel_h or 1]
+            pads = list(p.pad) or [p.pad_h or 0]
+            strides = list(p.stride) or [p.stride_h or 1]
+            dil = list(p.dilation) or [1]
+            if any(s != 1 for s in strides):
+                return None
+            k, pad, d = max(ks), max(pads), max(dil)
+            radius += d * max(pad, k - 1 - pad)
+        elif layer.type in ("Pooling", "Crop", "InnerProduct", "Resize", "Interp"):
+            return None
+    return radius
+
+
+# --------------------------------------------------------------------------- finding models
+@dataclass
+class ModelSpec:
+    """A deploy net and its weights, and what they were trained for (when known)."""
+    deploy: Path
+    weights: Path
+    net: str | None = None
+    task: str | None = None
+    source: str = ""           # "run <name>" / "models/" / "file"
+
+    def describe(self) -> str:
+        return f"{self.net or '?'} {self.task or '?'} ({rel(self.weights)})"
+
+
+def _iter_of(p: Path) -> int:
+    m = re.search(r"_iter_(\d+)\.caffemodel$", p.name)
+    return int(m.group(1)) if m else -1
+
+
+def from_run(run: Path) -> ModelSpec:
+    """The newest snapshot of a run folder ``runs/<name>/`` (run.json, deploy.prototxt, snapshots/)."""
+    info = {}
+    if (run / "run.json").is_file():
+        try:
+            info = json.loads((run / "run.json").read_text())
+        except ValueError as e:
+            raise UserError(f"{rel(run / 'run.json')}: not valid JSON ({e})") from None
+    snaps = sorted((run / "snapshots").glob("*.caffemodel"), key=_iter_of) if (run / "snapshots").is_dir() else []
+    snaps = snaps or sorted(run.glob("*.caffemodel"), key=_iter_of)
+    if not snaps:
+        raise UserError(f"{rel(run)}: run folder has no snapshot (snapshots/*_iter_N.caffemodel) yet")
+    net = info.get("net")
+    deploy = run / "deploy.prototxt"
+    if not deploy.is_file():
+        if not net:
+            raise UserError(f"{rel(run)}: no deploy.prototxt and no 'net' in run.json")
+        deploy = GEN / net / "deploy.prototxt"
+    return ModelSpec(deploy, snaps[-1], net, info.get("task"), f"run {run.name}")
+
+
+def from_caffemodel(path: Path, deploy: Path | None = None) -> ModelSpec:
+    """A ``.caffemodel`` file; its deploy net is ``deploy``, else ``deploy.prototxt`` beside it,
+    else ``gen/<net>/deploy.prototxt`` for a file at ``models/<net>/<task>.caffemodel``."""
+    net = task = None
+    if path.parent.parent.resolve() == MODELS.resolve():
+        net, task = path.parent.name, path.stem
+    if deploy is None:
+        if (path.parent / "deploy.prototxt").is_file():
+            deploy = path.parent / "deploy.prototxt"
+        elif net and (GEN / net / "deploy.prototxt").is_file():
+            deploy = GEN / net / "deploy.prototxt"
+        else:
+            raise UserError(f"{path}: no deploy net found: put deploy.prototxt beside it or give --deploy")
+    return ModelSpec(Path(deploy), path, net, task, "file")
+
+
+def list_models(task: str | None = None) -> list[ModelSpec]:
+    """Every model the project knows: ``models/<net>/<task>.caffemodel`` and the newest snapshot
+    of each ``runs/<name>/``; only those trained for ``task`` when given."""
+    found: list[ModelSpec] = []
+    if MODELS.is_dir():
+        for p in sorted(MODELS.glob("*/*.caffemodel")):
+            try:
+                found.append(from_caffemodel(p))
+            except UserError:
+                continue
+    if RUNS.is_dir():
+        for run in sorted(p for p in RUNS.iterdir() if p.is_dir()):
+            try:
+                found.append(from_run(run))
+            except UserError:
+                continue
+    if task is not None:
+        found = [m for m in found if m.task == task]
+    return found
+
+
+def pick_model(task: str, net: str | None = None) -> ModelSpec | None:
+    """The model for ``task`` (and ``net`` if given): ``models/`` before ``runs/``; among runs the
+    newest snapshot file; among nets the order of :data:`NET_PREFERENCE`."""
+    cands = [m for m in list_models(task) if net is None or m.net == net]
+    if not cands:
+        return None
+    def key(m: ModelSpec):
+        pref = NET_PREFERENCE.index(m.net) if m.net in NET_PREFERENCE else len(NET_PREFERENCE)
+        return (pref, 0 if m.source == "file" else 1, -m.weights.stat().st_mtime)
+    return sorted(cands, key=key)[0]
+
+
+def find_model(model: str | None, task: Task, net: str | None = None,
+               deploy: str | None = None) -> ModelSpec:
+    """Resolve ``--model`` (file, run folder, or None = search) for ``task``; refuse a model
+    trained for another task."""
+    if model is None:
+        spec = pick_model(task.name, net)
+        if spec is None:
+            mixed = "denoise-mixed" if task.kind == "denoise" else "sr-mixed"
+            level_ok = task.levels[0] in TASKS[mixed].levels
+            spec = pick_model(mixed, net) if level_ok else None
+        if spec is None:
+            raise UserError(f"no model for task {task.name}" + (f" and net {net}" if net else "")
+                            + f": none in {rel(MODELS)}/<net>/{task.name}.caffemodel or in "
+                            f"{rel(RUNS)}/*/ (train one with 'make train', or give --model)")
+        return spec
+    p = Path(model)
+    if p.is_dir():
+        spec = from_run(p)
+    elif p.is_file():
+        spec = from_caffemodel(p, Path(deploy) if deploy else None)
+    else:
+        raise UserError(f"--model {model}: no such file or run folder")
+    if deploy:
+        spec.deploy = Path(deploy)
+    if not spec.deploy.is_file():
+        raise UserError(f"{rel(spec.deploy)}: deploy net not found (run 'make nets')")
+    if spec.task:
+        trained = get_task(spec.task)
+        if trained.kind != task.kind or task.levels[0] not in trained.levels:
+            raise UserError(f"--model {model}: trained for {spec.task}, not for {task.name}")
+    return spec
+
+
+# --------------------------------------------------------------------------- the forward pass
+#: the 8 orientations: (mirror left-right first?, number of 90-degree rotations)
+ORIENTATIONS = tuple((flip, k) for flip in (False, True) for k in range(4))
+
+
+def orient(x: np.ndarray, flip: bool, k: int) -> np.ndarray:
+    """Rotate the last two axes by k*90 degrees, after a left-right mirror if ``flip``."""
+    if flip:
+        x = x[..., ::-1]
+    return np.rot90(x, k, axes=(-2, -1))
+
+
+def unorient(y: np.ndarray, flip: bool, k: int) -> np.ndarray:
+    """The inverse of :func:`orient`."""
+    y = np.rot90(y, -k, axes=(-2, -1))
+    if flip:
+        y = y[..., ::-1]
+    return y
+
+
+class Restorer:
+    """A deploy net with weights, run on images of any size.
+
+    ``x`` is C x H x W (or H x W for one channel) float32 in [0, 1] (noise not clipped); the
+    result is the net's ``output`` blob (the restored image: the residual is inside the net).
+    ``tile``: core tile side in pixels (None: chosen from ``max_memory_mb``; 0: never tile).
+    """
+
+    def __init__(self, deploy: os.PathLike | str, weights: os.PathLike | str, tile: int | None = None,
+                 max_memory_mb: float = DEFAULT_MAX_MEMORY_MB, check: bool = True):
+        caffe = _caffe()
+        self.deploy, self.weights = Path(deploy), Path(weights)
+        if not self.deploy.is_file():
+            raise UserError(f"{self.deploy}: deploy net not found")
+        if not self.weights.is_file():
+            raise UserError(f"{self.weights}: caffemodel not found")
+        _read_netparam(self.deploy, binary=False)       # a clear error before Caffe aborts
+        self.net = caffe.Net(str(self.deploy), caffe.TEST)
+        if check:
+            check_weights(self.net, self.deploy, self.weights)
+        self.net.copy_from(str(self.weights))
+        self.input = self.net.inputs[0]
+        self.output = self.net.outputs[0]
+        self.channels = int(self.net.blobs[self.input].shape[1])
+        self.radius = receptive_radius(self.deploy)
+        self.tile = tile
+        self.max_memory_mb = max_memory_mb
+        self._bytes_per_pixel = self._estimate_bytes_per_pixel()
+
+    def _estimate_bytes_per_pixel(self) -> float:
+        """float32 bytes per input pixel: every blob plus every layer's im2col buffer
+        (stock Caffe keeps one per convolution: input channels x kh x kw floats a pixel)."""
+        n = 0
+        for name, blob in self.net.blobs.items():
+            n += int(np.prod(blob.data.shape[1:2] or (1,)))
+        for name, blobs in self.net.params.items():
+            shp = blobs[0].data.shape
+            if len(shp) == 4:
+                n += int(shp[1] * shp[2] * shp[3])
+        return 4.0 * n
+
+    def tile_size(self, h: int, w: int) -> int:
+        """Core tile side for an h x w image (>= h and w means: one piece)."""
+        if self.tile == 0 or self.radius is None:
+            return max(h, w)
+        if self.tile:
+            return int(self.tile)
+        budget = self.max_memory_mb * 2 ** 20 / self._bytes_per_pixel
+        if h * w <= budget:
+            return max(h, w)
+        side = int(math.sqrt(budget)) - 2 * self.radius
+        return max(side, 16)
+
+    def _forward_whole(self, x: np.ndarray) -> np.ndarray:
+        blob = self.net.blobs[self.input]
+        blob.reshape(1, *x.shape)
+        self.net.reshape()
+        blob.data[0] = x
+        self.net.forward()
+        return np.array(self.net.blobs[self.output].data[0], dtype=np.float32, copy=True)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """One forward pass (tiled when needed); same shape out as in."""
+        x = np.asarray(x, dtype=np.float32)
+        squeeze = x.ndim == 2
+        if squeeze:
+            x = x[None]
+        if x.shape[0] != self.channels:
+            raise UserError(f"input has {x.shape[0]} channel(s), the net expects {self.channels}")
+        c, h, w = x.shape
+        t = self.tile_size(h, w)
+        if t >= h and t >= w:
+            y = self._forward_whole(x)
+        else:
+            r = self.radius
+            y = np.empty_like(x)
+            for y0 in range(0, h, t):
+                for x0 in range(0, w, t):
+                    y1, x1 = min(y0 + t, h), min(x0 + t, w)
+                    a0, b0 = max(y0 - r, 0), max(x0 - r, 0)
+                    a1, b1 = min(y1 + r, h), min(x1 + r, w)
+                    piece = self._forward_whole(np.ascontiguousarray(x[:, a0:a1, b0:b1]))
+                    y[:, y0:y1, x0:x1] = piece[:, y0 - a0:y1 - a0, x0 - b0:x1 - b0]
+        return y[0] if squeeze else y
+
+    def restore(self, x: np.ndarray, ensemble: bool = True) -> np.ndarray:
+        """The restored image; with ``ensemble`` the mean of the 8 orientations mapped back."""
+        if not ensemble:
+            return self.forward(x)
+        acc = None
+        for flip, k in ORIENTATIONS:
+            xo = np.ascontiguousarray(orient(np.asarray(x, dtype=np.float32), flip, k))
+            yo = unorient(self.forward(xo), flip, k).astype(np.float64)
+            acc = yo if acc is None else acc + yo
+        return (acc / len(ORIENTATIONS)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- image files
+def read_image(path: os.PathLike | str) -> np.ndarray:
+    """uint8 H x W (gray) or H x W x 3 (RGB), as :func:`rednet.imageio_ml.load_image` reads
+    every file of the project (MATLAB's imread; palette applied, 16-bit by im2uint8)."""
+    from .imageio_ml import load_image
+    return load_image(path)
+
+
+def is_gray(img: np.ndarray) -> bool:
+    """2-D, or RGB with three equal channels."""
+    return img.ndim == 2 or (img.ndim == 3 and np.array_equal(img[..., 0], img[..., 1])
+                             and np.array_equal(img[..., 0], img[..., 2]))
+
+
+def write_image(path: os.PathLike | str, img: np.ndarray) -> None:
+    """Write uint8 ``img`` atomically (format from the suffix)."""
+    from PIL import Image
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(img).save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
+
+
+def restore_array(restorer: Restorer, img: np.ndarray, task: Task, level: float,
+                  ensemble: bool = True, per_channel: bool = False, name: str = "image") -> np.ndarray:
+    """Restore one uint8 image as the command does; returns uint8.
+
+    - denoise: the image (the noisy one) / 255 through the net. A gray net refuses an RGB
+      image unless ``per_channel`` (each of R, G, B through the gray net); an RGB file with
+      three equal channels is treated as gray.
+    - sr: ``level`` = scale. The image is the low-resolution one; it is upscaled by MATLAB
+      bicubic and the net restores detail. RGB: YCbCr (MATLAB), Y through the net, Cb and Cr
+      bicubic only, back to RGB.
+    Output: clipped to [0, 1] and rounded like MATLAB's ``im2uint8``.
+    """
+    gray_in = is_gray(img)
+    if img.ndim == 3 and gray_in:
+        img = img[..., 0]
+    if restorer.channels == 3 and img.ndim == 2:
+        raise UserError(f"{name}: grayscale image, but the model expects colour (3 channels)")
+    run = lambda a: restorer.restore(a, ensemble)  # noqa: E731
+    if task.kind == "denoise":
+        x = img.astype(np.float32) / 255.0
+        if restorer.channels == 3:
+            out = run(np.transpose(x, (2, 0, 1))).transpose(1, 2, 0)
+        elif img.ndim == 2:
+            out = run(x)
+        elif per_channel:
+            out = np.stack([run(x[..., c]) for c in range(3)], axis=2)
+        else:
+            raise UserError(f"{name}: colour image, but the model denoises gray images "
+                            "(convert it to gray, or pass --per-channel to denoise R, G, B separately)")
+        return matlab.im2uint8(np.clip(out, 0.0, 1.0))
+    scale = float(level)
+    if restorer.channels == 3:
+        up = matlab.imresize(img.astype(np.float64) / 255.0, scale)
+        out = run(np.transpose(up, (2, 0, 1)).astype(np.float32)).transpose(1, 2, 0)
+        return matlab.im2uint8(np.clip(out, 0.0, 1.0))
+    if img.ndim == 2:
+        up = matlab.imresize(img.astype(np.float64) / 255.0, scale)
+        return matlab.im2uint8(np.clip(run(up.astype(np.float32)), 0.0, 1.0))
+    ycc = matlab.imresize(matlab.rgb2ycbcr(img.astype(np.float64) / 255.0), scale)
+    ycc[..., 0] = run(ycc[..., 0].astype(np.float32))
+    return matlab.im2uint8(matlab.ycbcr2rgb(ycc))
+
+
+# --------------------------------------------------------------------------- command line
+def _task_from_args(args) -> tuple[Task, float]:
+    if args.task == "denoise":
+        if args.scale is not None:
+            raise UserError("--scale: only for --task sr")
+        if args.sigma is None:
+            raise UserError("--sigma: required for --task denoise (the noise level of the images, e.g. 30)")
+        t = get_task(task_name("denoise", args.sigma))
+        return t, float(args.sigma)
+    if args.sigma is not None:
+        raise UserError("--sigma: only for --task denoise")
+    if args.scale is None:
+        raise UserError("--scale: required for --task sr (2, 3 or 4)")
+    return get_task(task_name("sr", args.scale)), float(args.scale)
+
+
+def _pairs(inputs: list[str], output: str) -> list[tuple[Path, Path]]:
+    ins = [Path(p) for p in inputs]
+    out = Path(output)
+    if len(ins) == 1 and ins[0].is_dir():
+        files = sorted(p for p in ins[0].iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise UserError(f"{ins[0]}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        if out.exists() and not out.is_dir():
+            raise UserError(f"{out}: a folder input needs an output folder")
+        return [(p, out / (p.stem + ".png")) for p in files]
+    for p in ins:
+        if not p.is_file():
+            raise UserError(f"{p}: no such image file")
+    if len(ins) == 1 and not out.is_dir() and out.suffix:
+        if out.suffix.lower() not in IMAGE_SUFFIXES:
+            raise UserError(f"{out}: output suffix must be one of {', '.join(IMAGE_SUFFIXES)}")
+        return [(ins[0], out)]
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: several inputs need an output folder")
+    return [(p, out / (p.stem + ".png")) for p in ins]
+
+
+def cmd_restore(args) -> int:
+    from tqdm import tqdm
+    task, level = _task_from_args(args)
+    pairs = _pairs(args.inputs, args.output)
+    spec = find_model(args.model, task, args.net, args.deploy)
+    restorer = Restorer(spec.deploy, spec.weights, tile=args.tile, max_memory_mb=args.max_memory)
+    # decode everything first: a bad file stops the command before anything is written
+    images = [(src, dst, read_image(src)) for src, dst in pairs]
+    for src, dst, img in tqdm(images, desc=f"restore {task.name}", unit="img", disable=len(images) < 2):
+        out = restore_array(restorer, img, task, level, ensemble=not args.no_ensemble,
+                            per_channel=args.per_channel, name=str(src))
+        write_image(dst, out)
+    print(f"restored {len(images)} image(s) with {spec.describe()}"
+          f"{'' if args.no_ensemble else ', 8-orientation ensemble'}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "restore", help="restore one's own images with a trained model (denoise or SR)",
+        description="Restore images with a trained RED-Net in pycaffe. Denoising: the input is the "
+                    "noisy image. SR: the input is the low-resolution image; it is upscaled by "
+                    "--scale (MATLAB bicubic) and restored (colour: Y through the net, CbCr bicubic).")
+    p.add_argument("inputs", nargs="+", help="image file(s), or one folder of images")
+    p.add_argument("output", help="output file (one input) or folder")
+    p.add_argument("--task", choices=("denoise", "sr"), required=True)
+    p.add_argument("--sigma", type=float, help="noise level (denoise), e.g. 30")
+    p.add_argument("--scale", type=int, help="upscaling factor (sr): 2, 3 or 4")
+    p.add_argument("--model", help="a .caffemodel, or a run folder runs/<name>/ (default: search "
+                                   "models/<net>/<task>.caffemodel, then runs/)")
+    p.add_argument("--net", help="preset to use when searching (red10, red20, red30, red30-official)")
+    p.add_argument("--deploy", help="deploy prototxt for a bare .caffemodel (default: beside it)")
+    p.add_argument("--no-ensemble", action="store_true",
+                   help="one forward pass instead of the mean over 8 orientations (8x faster)")
+    p.add_argument("--per-channel", action="store_true",
+                   help="denoise a colour image with a gray model, channel by channel")
+    p.add_argument("--tile", type=int, default=None,
+                   help="core tile side in pixels (default: from --max-memory; 0: never tile)")
+    p.add_argument("--max-memory", type=float, default=DEFAULT_MAX_MEMORY_MB,
+                   help=f"memory budget of one forward pass in MB (default {DEFAULT_MAX_MEMORY_MB})")
+    p.set_defaults(func=cmd_restore)

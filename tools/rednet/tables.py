@@ -1,0 +1,526 @@
+"""Regenerate Tables 1-7 of the paper: ``bin/python -m rednet tables`` (``make tables``).
+
+For every cell of every table (dataset, noise level or scale, method) this writes the paper's
+number (``data/paper_tables.csv``) beside ours and the difference:
+
+- ``results/tables.md``: each table in the paper's layout, ``paper / ours (difference)``,
+  then the list of cells that have no result and why (no model yet, method not
+  implemented here, BM3D switched off, paper value not transcribed).
+- ``results/tables.csv``: one row per cell and source,
+  ``table,dataset,setting,method,source,psnr,ssim`` (``source`` is ``paper`` or ``ours``).
+- ``results/per_image/t<table>_<dataset>_<setting>_<method>.csv``: per-image scores, with a
+  ``.json`` beside it saying exactly what produced it; a later run reuses a cell whose
+  record matches (so an interrupted run resumes, and adding one model only computes its cells).
+
+What is computed ("ours"): the RED-Net columns from whatever trained models exist (searched
+as :func:`rednet.restore.pick_model` does: ``models/<net>/<task>.caffemodel``, then
+``runs/<name>/``), bicubic interpolation for the SR tables (always; a row the paper does not
+have), and BM3D for the denoising tables when asked (``--bm3d``, PyPI ``bm3d``, cached under
+``data/cache/bm3d/``). Protocols and every convention: ``docs/evaluation.md``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import matlab, metrics
+from .errors import UserError, atomic_write_text
+from .paths import CACHE, DATA, RESULTS, datasets_dir, rel
+
+PAPER_CSV = DATA / "paper_tables.csv"
+PAPER_COLUMNS = ("table", "dataset", "setting", "method", "psnr", "ssim", "status", "source")
+CSV_COLUMNS = ("table", "dataset", "setting", "method", "source", "psnr", "ssim")
+
+DENOISE_METHODS = ("BM3D", "EPLL", "NCSR", "PCLR", "PGPD", "WNNM", "RED10", "RED20", "RED30")
+SR_METHODS = ("SRCNN", "NBSRF", "CSCN", "CSC", "TSE", "ARFL+", "RED10", "RED20", "RED30")
+SIGMAS = (10, 30, 50, 70)
+SCALES = (2, 3, 4)
+#: the nets tried, in order, for each RED column (first with a model wins)
+DEFAULT_RED_NETS = {"RED10": ("red10",), "RED20": ("red20",), "RED30": ("red30", "red30-official")}
+DEFAULT_BSD200_SCALE = 0.5
+
+#: published bicubic averages (SRCNN/VDSR protocol), quoted in VDSR (Kim et al., CVPR 2016) Table 2
+PUBLISHED_BICUBIC = {
+    ("Set5", 2): (33.66, 0.9299), ("Set5", 3): (30.39, 0.8682), ("Set5", 4): (28.42, 0.8104),
+    ("Set14", 2): (30.24, 0.8688), ("Set14", 3): (27.55, 0.7742), ("Set14", 4): (26.00, 0.7027),
+    ("BSD100", 2): (29.56, 0.8431), ("BSD100", 3): (27.21, 0.7385), ("BSD100", 4): (25.96, 0.6675),
+}
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    number: int
+    kind: str                     # "denoise" or "sr"
+    datasets: tuple
+    levels: tuple
+    methods: tuple
+    caption: str
+    single_model: bool = False
+
+    def settings(self) -> list[str]:
+        return [setting_name(self.kind, lv) for lv in self.levels]
+
+    def cells(self):
+        """(dataset, setting, method) of every cell, in the table's order."""
+        for d in self.datasets:
+            for s in self.settings():
+                for m in self.methods:
+                    yield d, s, m
+
+
+TABLES: dict[int, TableSpec] = {t.number: t for t in (
+    TableSpec(1, "denoise", ("denoise14",), SIGMAS, DENOISE_METHODS,
+              "Average PSNR and SSIM of denoising on the 14 images, sigma 10, 30, 50, 70"),
+    TableSpec(2, "denoise", ("BSD200",), SIGMAS, DENOISE_METHODS,
+              "Average PSNR and SSIM of denoising on BSD200 (gray, resized), sigma 10, 30, 50, 70"),
+    TableSpec(3, "sr", ("Set5",), SCALES, SR_METHODS,
+              "Average PSNR and SSIM of super-resolution on Set5, scale 2, 3, 4"),
+    TableSpec(4, "sr", ("Set14",), SCALES, SR_METHODS,
+              "Average PSNR and SSIM of super-resolution on Set14, scale 2, 3, 4"),
+    TableSpec(5, "sr", ("BSD100",), SCALES, SR_METHODS,
+              "Average PSNR and SSIM of super-resolution on BSD100, scale 2, 3, 4"),
+    TableSpec(6, "denoise", ("denoise14", "BSD200"), SIGMAS, ("RED30",),
+              "Denoising with a single RED30 for all four noise levels", single_model=True),
+    TableSpec(7, "sr", ("Set5", "Set14", "BSD100"), SCALES, ("RED30",),
+              "Super-resolution with a single RED30 for all three scales", single_model=True),
+)}
+
+
+def setting_name(kind: str, level) -> str:
+    return f"sigma={level}" if kind == "denoise" else f"x{level}"
+
+
+def level_of(setting: str) -> int:
+    return int(setting.split("=")[1]) if setting.startswith("sigma=") else int(setting[1:])
+
+
+# --------------------------------------------------------------------------- paper numbers
+def read_paper(path: Path = PAPER_CSV) -> dict[tuple, dict]:
+    """``(table, dataset, setting, method) -> row`` of ``data/paper_tables.csv``; psnr/ssim are
+    floats or None (a value not transcribed). Refuses a file whose columns or keys are wrong."""
+    if not path.is_file():
+        raise UserError(f"{rel(path)}: the paper's numbers are missing")
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(line for line in f if not line.startswith("#"))]
+    out = {}
+    for i, r in enumerate(rows, 2):
+        if tuple(r.keys()) != PAPER_COLUMNS:
+            raise UserError(f"{rel(path)}: columns must be {','.join(PAPER_COLUMNS)}")
+        key = (int(r["table"]), r["dataset"], r["setting"], r["method"])
+        if key in out:
+            raise UserError(f"{rel(path)}: row {i}: duplicate cell {key}")
+        def num(v, name):
+            if v.strip() == "":
+                return None
+            try:
+                return float(v)
+            except ValueError:
+                raise UserError(f"{rel(path)}: row {i}: {name}={v!r} is not a number") from None
+        out[key] = dict(r, psnr=num(r["psnr"], "psnr"), ssim=num(r["ssim"], "ssim"))
+    return out
+
+
+# --------------------------------------------------------------------------- test images
+@dataclass
+class EvalConfig:
+    datasets: Path | None = None
+    ensemble: bool = True
+    sr_protocol: str = "authors"
+    bsd200_scale: float = DEFAULT_BSD200_SCALE
+    denoise14_extras: tuple | None = None
+    bm3d: bool = False
+    limit: int | None = None
+    seed: int = 0
+    max_memory_mb: float = 1024
+    red_nets: dict = field(default_factory=lambda: dict(DEFAULT_RED_NETS))
+    tables: tuple = tuple(TABLES)
+    out: Path = RESULTS
+
+    def dataset_params(self, dataset: str) -> dict:
+        p = {"dataset": dataset, "limit": self.limit}
+        if dataset == "BSD200":
+            p["gray"] = "rgb2gray"
+            p["scale"] = self.bsd200_scale
+        if dataset == "denoise14":
+            from .datasets import DENOISE14_DEFAULT_EXTRAS
+            p["extras"] = list(self.denoise14_extras or DENOISE14_DEFAULT_EXTRAS)
+        return p
+
+
+_SETS: dict = {}
+
+
+def load_images(dataset: str, cfg: EvalConfig) -> list[tuple[str, np.ndarray]]:
+    """``[(name, uint8 image)]`` of a test set as the tables use it (sha256-verified).
+
+    BSD200: MATLAB ``rgb2gray`` then MATLAB-bicubic ``imresize(.., bsd200_scale)`` of the
+    uint8 image (uint8 out, as MATLAB). denoise14: Set12 plus two extras, 512x512 halved.
+    """
+    from . import datasets as ds
+    from .imageio_ml import to_gray
+    key = json.dumps(cfg.dataset_params(dataset), sort_keys=True) + str(cfg.datasets)
+    if key in _SETS:
+        return _SETS[key]
+    root = datasets_dir(cfg.datasets)
+    if dataset == "denoise14":
+        images = ds.load_set("denoise14", root, extras=cfg.denoise14_extras)
+    elif dataset == "BSD200":
+        if not 0 < cfg.bsd200_scale <= 1:
+            raise UserError(f"--bsd200-scale {cfg.bsd200_scale}: expected a factor in (0, 1]")
+        images = []
+        for name, img in ds.load_set("BSD200", root):
+            g = to_gray(img)
+            images.append((name, g if cfg.bsd200_scale == 1 else matlab.imresize(g, cfg.bsd200_scale)))
+    else:
+        images = ds.load_set(dataset, root)
+    if cfg.limit:
+        images = images[: cfg.limit]
+    _SETS[key] = images
+    return images
+
+
+# --------------------------------------------------------------------------- methods
+class Bm3dCache:
+    """BM3D outputs (float32 .npy) cached per dataset, image and sigma under data/cache/bm3d/."""
+
+    def __init__(self, root: Path = CACHE / "bm3d"):
+        try:
+            import bm3d  # noqa: F401
+        except ImportError:
+            raise UserError("BM3D: the PyPI package bm3d is not installed "
+                            "(make tables BM3D=1 installs requirements-bm3d.txt)") from None
+        self.root = root
+
+    def __call__(self, noisy: np.ndarray, sigma: float, tag: str) -> np.ndarray:
+        import bm3d
+        path = self.root / f"{tag}.npy"
+        if path.is_file():
+            out = np.load(path)
+            if out.shape == noisy.shape:
+                return out
+        out = np.asarray(bm3d.bm3d(noisy.astype(np.float64), sigma_psd=sigma / 255.0), dtype=np.float32)
+        from .errors import atomic_path
+        with atomic_path(path, suffix=".npy") as tmp:
+            np.save(tmp, out)
+        return out
+
+
+def find_red_model(method: str, spec: TableSpec, level: int, cfg: EvalConfig):
+    """The ModelSpec for a RED column at one level, or (None, reason)."""
+    from .restore import pick_model
+    task = (("denoise-mixed" if spec.kind == "denoise" else "sr-mixed") if spec.single_model
+            else (f"denoise-s{level}" if spec.kind == "denoise" else f"sr-x{level}"))
+    nets = cfg.red_nets[method]
+    for net in nets:
+        m = pick_model(task, net)
+        if m is not None:
+            return m, None
+    kind, lvl = (("denoise", f"SIGMA={'mixed' if spec.single_model else level}") if spec.kind == "denoise"
+                 else ("sr", f"SCALE={'mixed' if spec.single_model else level}"))
+    return None, (f"no model for {task} with net {' or '.join(nets)} "
+                  f"(make train NET={nets[0]} TASK={kind} {lvl}, or put weights at "
+                  f"models/{nets[0]}/{task}.caffemodel)")
+
+
+def _file_id(p: Path) -> dict:
+    st = p.stat()
+    return {"path": rel(p), "size": st.st_size, "mtime": int(st.st_mtime)}
+
+
+# --------------------------------------------------------------------------- evaluating one cell
+def _score_denoise(images, sigma, restore_fn, dataset, cfg, desc):
+    from tqdm import tqdm
+    rows = []
+    for name, clean in tqdm(images, desc=desc, unit="img", leave=False):
+        if clean.ndim != 2:
+            raise UserError(f"{dataset}/{name}: denoising tables expect gray images")
+        noisy = metrics.add_noise(clean, sigma, f"{dataset}/{name}", cfg.seed)
+        out = restore_fn(noisy, name)
+        p, s = metrics.denoise_scores(out, clean)
+        rows.append({"image": name, "psnr": p, "ssim": s})
+    return rows
+
+
+def _score_sr(images, scale, restore_fn, cfg, desc):
+    from tqdm import tqdm
+    rows = []
+    for name, img in tqdm(images, desc=desc, unit="img", leave=False):
+        hr, up = metrics.sr_pair(img, scale)
+        out = restore_fn(up, name)
+        pa, sa = metrics.sr_scores(out, hr, scale, "authors")
+        pc, sc = metrics.sr_scores(out, hr, scale, "srcnn")
+        p, s = (pa, sa) if cfg.sr_protocol == "authors" else (pc, sc)
+        rows.append({"image": name, "psnr": p, "ssim": s, "psnr_authors": pa, "ssim_authors": sa,
+                     "psnr_srcnn": pc, "ssim_srcnn": sc})
+    return rows
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return [{k: (v if k == "image" else float(v)) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def cell_path(cfg: EvalConfig, table: int, dataset: str, setting: str, method: str) -> Path:
+    safe = method.replace("+", "plus")
+    return cfg.out / "per_image" / f"t{table}_{dataset}_{setting.replace('=', '')}_{safe}.csv"
+
+
+def evaluate_cell(spec: TableSpec, dataset: str, setting: str, method: str, cfg: EvalConfig,
+                  restorers: dict) -> tuple[list[dict] | None, str, str | None]:
+    """(per-image rows or None, what produced them, reason when None) for one cell."""
+    level = level_of(setting)
+    if method == "Bicubic":
+        record = {"method": "bicubic (MATLAB imresize)"}
+        fn = lambda up, name: up  # noqa: E731
+        what = "MATLAB bicubic"
+    elif method == "BM3D":
+        if not cfg.bm3d:
+            return None, "", "off (make tables BM3D=1)"
+        cache = Bm3dCache(CACHE / "bm3d")
+        import bm3d
+        record = {"method": "bm3d", "bm3d_version": getattr(bm3d, "__version__", "?")}
+        fn = lambda noisy, name: cache(noisy, level, _stable_tag(cfg, dataset, name, level))  # noqa: E731
+        what = "PyPI bm3d"
+    elif method.startswith("RED"):
+        model, reason = find_red_model(method, spec, level, cfg)
+        if model is None:
+            return None, "", reason
+        key = (str(model.deploy), str(model.weights))
+        if key not in restorers:
+            from .restore import Restorer
+            restorers[key] = Restorer(model.deploy, model.weights, max_memory_mb=cfg.max_memory_mb)
+        r = restorers[key]
+        record = {"method": method, "net": model.net, "task": model.task, "weights": _file_id(model.weights),
+                  "deploy": _file_id(model.deploy), "ensemble": cfg.ensemble}
+        fn = lambda x, name: r.restore(x.astype(np.float32), cfg.ensemble)  # noqa: E731
+        what = f"{model.net} {model.task} {rel(model.weights)}"
+    else:
+        return None, "", "not implemented in this project (paper value only)"
+    record.update(table=spec.number, setting=setting, data=cfg.dataset_params(dataset),
+                  seed=cfg.seed, sr_protocol=cfg.sr_protocol if spec.kind == "sr" else None)
+    path = cell_path(cfg, spec.number, dataset, setting, method)
+    meta = path.with_suffix(".json")
+    if path.is_file() and meta.is_file():
+        try:
+            if json.loads(meta.read_text()) == record:
+                return _read_rows(path), what, None
+        except ValueError:
+            pass
+    images = load_images(dataset, cfg)
+    desc = f"T{spec.number} {dataset} {setting} {method}"
+    if spec.kind == "denoise":
+        rows = _score_denoise(images, level, fn, dataset, cfg, desc)
+    else:
+        rows = _score_sr(images, level, fn, cfg, desc)
+    _write_rows(path, rows)
+    atomic_write_text(meta, json.dumps(record, sort_keys=True, indent=1) + "\n")
+    return rows, what, None
+
+
+def _stable_tag(cfg: EvalConfig, dataset: str, name: str, sigma: int) -> str:
+    import zlib
+    params = json.dumps({k: v for k, v in cfg.dataset_params(dataset).items() if k != "limit"}, sort_keys=True)
+    return f"{dataset}/{zlib.crc32(params.encode()):08x}/{name}_s{sigma}_seed{cfg.seed}"
+
+
+# --------------------------------------------------------------------------- the whole run
+def _fmt(v, digits):
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def _cell_text(paper, ours, digits):
+    if ours is None:
+        return f"{_fmt(paper, digits)} / —"
+    if paper is None:
+        return f"— / {ours:.{digits}f}"
+    return f"{paper:.{digits}f} / {ours:.{digits}f} ({ours - paper:+.{digits}f})"
+
+
+def run(cfg: EvalConfig) -> dict:
+    """Evaluate every requested table; write tables.md, tables.csv and per-image CSVs."""
+    paper = read_paper()
+    restorers: dict = {}
+    ours: dict[tuple, tuple] = {}        # (table, dataset, setting, method) -> (psnr, ssim)
+    provenance: dict[tuple, str] = {}
+    missing: dict[tuple, str] = {}
+    bicubic_check = []
+    for t in cfg.tables:
+        spec = TABLES[t]
+        methods = list(spec.methods) + (["Bicubic"] if spec.kind == "sr" else [])
+        for d in spec.datasets:
+            for s in spec.settings():
+                for m in methods:
+                    rows, what, reason = evaluate_cell(spec, d, s, m, cfg, restorers)
+                    key = (t, d, s, m)
+                    if rows is None:
+                        missing[key] = reason
+                        continue
+                    ours[key] = (float(np.mean([r["psnr"] for r in rows])),
+                                 float(np.mean([r["ssim"] for r in rows])))
+                    provenance[key] = f"{what}, {len(rows)} images"
+                    if m == "Bicubic" and (d, level_of(s)) in PUBLISHED_BICUBIC and t in (3, 4, 5):
+                        bicubic_check.append((d, s, float(np.mean([r["psnr_srcnn"] for r in rows])),
+                                              float(np.mean([r["ssim_srcnn"] for r in rows])),
+                                              *PUBLISHED_BICUBIC[(d, level_of(s))], len(rows)))
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cfg.out / "tables.csv", _tables_csv(cfg, paper, ours))
+    atomic_write_text(cfg.out / "tables.md", _tables_md(cfg, paper, ours, provenance, missing, bicubic_check))
+    return {"ours": ours, "missing": missing, "bicubic_check": bicubic_check}
+
+
+def _tables_csv(cfg, paper, ours) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for t in cfg.tables:
+        spec = TABLES[t]
+        methods = list(spec.methods) + (["Bicubic"] if spec.kind == "sr" else [])
+        for d in spec.datasets:
+            for s in spec.settings():
+                for m in methods:
+                    p = paper.get((t, d, s, m))
+                    if p is not None:
+                        w.writerow([t, d, s, m, "paper", _num(p["psnr"], 2), _num(p["ssim"], 4)])
+                    o = ours.get((t, d, s, m))
+                    if o is not None:
+                        w.writerow([t, d, s, m, "ours", f"{o[0]:.4f}", f"{o[1]:.5f}"])
+    return buf.getvalue()
+
+
+def _num(v, digits):
+    return "" if v is None else f"{v:.{digits}f}"
+
+
+def _tables_md(cfg, paper, ours, provenance, missing, bicubic_check) -> str:
+    L = ["# Tables 1-7 of the paper, regenerated", "",
+         "Each cell: `paper / ours (ours - paper)`; `—` where there is no number "
+         "(see the list under each table). Conventions: docs/evaluation.md.", "",
+         f"- self-ensemble (8 orientations): {'on' if cfg.ensemble else 'off'}",
+         f"- SR scores: `{cfg.sr_protocol}` protocol "
+         + ("(float output, whole image, as the authors' test code)" if cfg.sr_protocol == "authors"
+            else "(output rounded to uint8, s pixels shaved, as SRCNN/VDSR)"),
+         f"- denoising noise: seeded per image and sigma (base seed {cfg.seed}), the same for every method",
+         f"- BSD200: MATLAB rgb2gray, then MATLAB-bicubic resize by {cfg.bsd200_scale}",
+         f"- 14 images: Set12 (512x512 halved) + {' + '.join(cfg.dataset_params('denoise14')['extras'])}",
+         f"- BM3D: {'on (PyPI bm3d)' if cfg.bm3d else 'off (make tables BM3D=1)'}"]
+    if cfg.limit:
+        L.append(f"- **only the first {cfg.limit} images of each set** (--limit): not the paper's averages")
+    L.append("")
+    for t in cfg.tables:
+        spec = TABLES[t]
+        methods = list(spec.methods) + (["Bicubic"] if spec.kind == "sr" else [])
+        L += [f"## Table {t}: {spec.caption}", ""]
+        for d in spec.datasets:
+            if len(spec.datasets) > 1:
+                L += [f"### {d}", ""]
+            L.append("| metric | " + ("sigma" if spec.kind == "denoise" else "scale") + " | "
+                     + " | ".join(methods) + " |")
+            L.append("|---|---|" + "---|" * len(methods))
+            for metric, idx, digits in (("PSNR", 0, 2), ("SSIM", 1, 4)):
+                for s in spec.settings():
+                    cells = []
+                    for m in methods:
+                        p = paper.get((t, d, s, m))
+                        pv = None if p is None else p["psnr" if idx == 0 else "ssim"]
+                        o = ours.get((t, d, s, m))
+                        cells.append(_cell_text(pv, None if o is None else o[idx], digits))
+                    L.append(f"| {metric} | {s.split('=')[-1]} | " + " | ".join(cells) + " |")
+            L.append("")
+        notes = []
+        for m in methods:
+            ks = [k for k in missing if k[0] == t and k[3] == m]
+            nomodel = [k for k in ks if missing[k].startswith("no model for ")]
+            if nomodel:
+                tasks = sorted({missing[k].split()[3] for k in nomodel}, key=lambda x: (len(x), x))
+                hint = missing[nomodel[0]].split("(", 1)[1].rstrip(")")
+                notes.append(f"- {m}: **no model** for {', '.join(tasks)} "
+                             f"({len(nomodel)} cells; e.g. {hint})")
+            for r in sorted({missing[k] for k in ks if k not in nomodel}):
+                n = sum(1 for k in ks if missing[k] == r)
+                notes.append(f"- {m}: {r} ({n} cells)")
+            done = [k for k in provenance if k[0] == t and k[3] == m]
+            for sline in sorted({provenance[k] for k in done}):
+                notes.append(f"- {m}: computed with {sline}")
+        nopaper = [k for k in ((t, d, s, m) for d, s, m in spec.cells())
+                   if paper.get(k) is None or paper[k]["psnr"] is None]
+        if nopaper:
+            notes.append(f"- paper value not transcribed for {len(nopaper)} of "
+                         f"{len(list(spec.cells()))} cells (data/paper_tables.csv)")
+        L += notes + [""]
+    if bicubic_check:
+        L += ["## Check: bicubic with the SRCNN/VDSR protocol against the published averages", "",
+              "| set | scale | ours PSNR | published | diff | ours SSIM | published | diff | images |",
+              "|---|---|---|---|---|---|---|---|---|"]
+        for d, s, p, q, pp, pq, n in bicubic_check:
+            L.append(f"| {d} | {s} | {p:.2f} | {pp:.2f} | {p - pp:+.2f} | {q:.4f} | {pq:.4f} | {q - pq:+.4f} | {n} |")
+        L.append("")
+    return "\n".join(L) + "\n"
+
+
+# --------------------------------------------------------------------------- command line
+def _parse_tables(text: str) -> tuple:
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if "-" in part:
+            a, b = part.split("-", 1)
+            rng = range(int(a), int(b) + 1) if a.isdigit() and b.isdigit() else None
+        else:
+            rng = [int(part)] if part.isdigit() else None
+        if rng is None or not all(n in TABLES for n in rng):
+            raise UserError(f"--tables {text!r}: expected numbers 1-7, e.g. 1,3-5")
+        out += [n for n in rng if n not in out]
+    return tuple(sorted(out))
+
+
+def cmd_tables(args) -> int:
+    if args.sr_protocol not in metrics.SR_PROTOCOLS:
+        raise UserError(f"--sr-protocol {args.sr_protocol}: expected one of {', '.join(metrics.SR_PROTOCOLS)}")
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit {args.limit}: expected a positive number of images")
+    red_nets = dict(DEFAULT_RED_NETS)
+    if args.red30_nets:
+        red_nets["RED30"] = tuple(n.strip() for n in args.red30_nets.split(",") if n.strip())
+    cfg = EvalConfig(datasets=args.datasets, ensemble=not args.no_ensemble, sr_protocol=args.sr_protocol,
+                     bsd200_scale=args.bsd200_scale,
+                     denoise14_extras=tuple(args.extras) if args.extras else None, bm3d=args.bm3d,
+                     limit=args.limit, seed=args.seed, max_memory_mb=args.max_memory,
+                     red_nets=red_nets, tables=_parse_tables(args.tables), out=Path(args.out))
+    res = run(cfg)
+    print(f"wrote {rel(cfg.out / 'tables.md')} and {rel(cfg.out / 'tables.csv')}: "
+          f"{len(res['ours'])} cells computed, {len(res['missing'])} without a result (listed in tables.md)")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("tables", help="regenerate Tables 1-7 (paper vs ours) into results/",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("--tables", default="1-7", help="which tables, e.g. 1,3-5 (default 1-7)")
+    p.add_argument("--datasets", default=None, help="benchmark image folder (default $DATASETS)")
+    p.add_argument("--out", default=str(RESULTS), help="output folder (default results/)")
+    p.add_argument("--no-ensemble", action="store_true", help="one pass per image, not 8 orientations")
+    p.add_argument("--sr-protocol", default="authors", help="authors (default) or srcnn; see docs/evaluation.md")
+    p.add_argument("--bsd200-scale", type=float, default=DEFAULT_BSD200_SCALE,
+                   help=f"BSD200 resize factor after rgb2gray (default {DEFAULT_BSD200_SCALE})")
+    p.add_argument("--extras", nargs=2, metavar="NAME", help="the two extra images of the 14")
+    p.add_argument("--bm3d", action="store_true", help="compute BM3D (PyPI bm3d; slow, cached)")
+    p.add_argument("--limit", type=int, help="only the first N images of each set (quick look)")
+    p.add_argument("--seed", type=int, default=0, help="base seed of the denoising noise (default 0)")
+    p.add_argument("--red30-nets", help="nets tried for the RED30 column, in order (default red30,red30-official)")
+    p.add_argument("--max-memory", type=float, default=1024, help="forward-pass memory budget, MB")
+    p.set_defaults(func=cmd_tables)
