@@ -8,6 +8,7 @@ BSDS500_URL ?= https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/groupi
 DATA_DEPS := tools/rednet/patches.py tools/rednet/imageio_ml.py tools/rednet/matlab.py \
              tools/rednet/datasets.py tools/rednet/tasks.py $(wildcard data/manifests/*)
 
+# DB_DIR (default data/db) is where databases go; the nets read data/db/<task>/{train,val}.txt.
 # TASK=denoise SIGMA=30 | SIGMA=mixed | TASK=sr SCALE=3 | SCALE=mixed | TASK=<task name>
 ifeq ($(TASK),denoise)
 DATA_TASK := $(if $(filter mixed,$(SIGMA)),denoise-mixed,denoise-s$(SIGMA))
@@ -16,12 +17,13 @@ DATA_TASK := $(if $(filter mixed,$(SCALE)),sr-mixed,sr-x$(SCALE))
 else
 DATA_TASK := $(TASK)
 endif
-# optional knobs; any of them set makes `make data` ask the builder (a no-op when up to date)
+# optional knobs (recorded per task in data/db/.args/<task>; a change rebuilds)
 DATA_ARGS := $(if $(STRIDE),--stride $(STRIDE)) $(if $(NOISE_REPEATS),--noise-repeats $(NOISE_REPEATS)) \
              $(if $(SEED),--seed $(SEED)) $(if $(MAX_IMAGES),--max-images $(MAX_IMAGES)) \
              $(if $(MAX_PATCHES),--max-patches $(MAX_PATCHES)) $(if $(SHARD_SIZE),--shard-size $(SHARD_SIZE)) \
              $(if $(AUGMENT),--augment $(AUGMENT))
 DATA_WORKERS ?= 2
+DB_DIR ?= data/db
 ifneq ($(filter data,$(MAKECMDGOALS)),)
 ifeq ($(strip $(DATA_TASK)),)
 $(error make data needs TASK=denoise SIGMA=<sigma|mixed>, TASK=sr SCALE=<2|3|4|mixed> or TASK=<task name>)
@@ -32,14 +34,24 @@ endif
 
 ifeq ($(PREVIEW),1)
 data: ## build data/db/<task>/{train,val}.txt: TASK=denoise SIGMA=30|mixed, TASK=sr SCALE=2..4|mixed; PREVIEW=1 counts only
-	$(PY) -m rednet data --task '$(DATA_TASK)' --preview $(DATA_ARGS)
+	$(PY) -m rednet data --task '$(DATA_TASK)' --out '$(DB_DIR)/$(DATA_TASK)' --preview $(DATA_ARGS)
 else
-data: data/db/$(DATA_TASK)/train.txt
+data: $(DB_DIR)/$(DATA_TASK)/train.txt
 endif
 
-data/db/%/train.txt: $(DATA_DEPS) $(if $(strip $(DATA_ARGS)),data-force)
-	$(PY) -m rednet data --task '$*' --workers $(DATA_WORKERS) $(DATA_ARGS)
+$(DB_DIR)/%/train.txt: $(DATA_DEPS) $(DB_DIR)/.args/%
+	$(PY) -m rednet data --task '$*' --out '$(DB_DIR)/$*' --workers $(DATA_WORKERS) $(DATA_ARGS)
 
+$(DB_DIR)/%/val.txt: $(DB_DIR)/%/train.txt
+	@test -f $@
+
+# the knobs of the last `make data` of a task, rewritten only when they change, so that
+# changing STRIDE= etc. rebuilds (the task name is checked before anything is written)
+$(DB_DIR)/.args/%: data-force
+	@$(PY) -m rednet data --task '$*' --print-task >/dev/null
+	@mkdir -p $(@D); echo '$(strip $(DATA_ARGS))' | cmp -s - $@ || echo '$(strip $(DATA_ARGS))' > $@
+
+.PRECIOUS: $(DB_DIR)/.args/%
 data-force:
 
 datasets: ## download the official BSDS300/BSDS500 archives into $(DATASETS), verified per file (BSDS300_URL=, BSDS500_URL=)

@@ -2,7 +2,7 @@
 #
 #   make tables                      bicubic + every RED model found (models/, runs/); minutes
 #   make tables BM3D=1               also BM3D (PyPI bm3d, installed on demand; ~1-10 s/image, cached)
-#   make tables ENSEMBLE=0 TABLES=3-5 SR_PROTOCOL=srcnn BSD200_SCALE=0.5 LIMIT=5 SEED=0
+#   make tables ENSEMBLE=0 TABLES=3-5 SR_PROTOCOL=srcnn BSD200_SCALE=0.5 LIMIT=5 SEED=0 MAX_MEMORY=2048
 #   make restore IN=noisy.png OUT=clean.png TASK=denoise SIGMA=30 [MODEL=runs/<name>]
 #
 # `tables` always runs: every cell is cached in results/per_image/ with a record of what made it
@@ -16,10 +16,11 @@ BSD200_SCALE ?= 0.5
 BM3D         ?= 0
 LIMIT        ?=
 SEED         ?= 0
+MAX_MEMORY   ?= 2048
 
 BM3D_STAMP := .venv/.bm3d-installed
 
-TABLES_ARGS := --tables $(TABLES) --sr-protocol $(SR_PROTOCOL) --bsd200-scale $(BSD200_SCALE) --seed $(SEED) \
+TABLES_ARGS := --tables $(TABLES) --sr-protocol $(SR_PROTOCOL) --bsd200-scale $(BSD200_SCALE) --seed $(SEED) --max-memory $(MAX_MEMORY) \
 	$(if $(filter 0,$(ENSEMBLE)),--no-ensemble) $(if $(filter 1,$(BM3D)),--bm3d) $(if $(LIMIT),--limit $(LIMIT))
 
 .PHONY: tables restore

@@ -9,7 +9,6 @@ import http.server
 import io
 import shutil
 import subprocess
-import sys
 import tarfile
 import threading
 from pathlib import Path
@@ -263,3 +262,21 @@ def test_downloaded_jpegs_count_as_bsd300(datasets_dir, tmp_path):
     (root / "BSD300" / "images" / "train" / "2092.jpg").write_bytes(b"\xff\xd8 not it")
     with pytest.raises(UserError, match=f"2092.jpg: sha256 .* differs from the expected {official}"):
         D.verify("BSD300", root)
+
+
+def test_matlab_halving_is_the_closest_to_published_256_versions(datasets_dir):
+    """Evidence for the denoise14 recipe: 256x256 Couple and Fingerprint as distributed
+    with other denoising code are nearer to MATLAB's antialiased bicubic halving of the
+    512 originals than to plain subsampling or a resize without antialiasing."""
+    import cv2
+    pub = datasets_dir / "denoise-extra" / "published-256"
+    for src, name in (("Set12/12.png", "couple"), ("denoise-extra/fingerprint.png", "fingerprint")):
+        x = load_image(datasets_dir / src)
+        y = load_image(pub / f"{name}.png").astype(float)
+        err = {k: np.abs(v.astype(float) - y).mean() for k, v in {
+            "matlab": matlab.imresize(x, 0.5),
+            "matlab_noaa": matlab.imresize(x, 0.5, antialiasing=False),
+            "subsample": x[::2, ::2],
+            "cv2_area": cv2.resize(x, (256, 256), interpolation=cv2.INTER_AREA),
+            "cv2_cubic": cv2.resize(x, (256, 256), interpolation=cv2.INTER_CUBIC)}.items()}
+        assert min(err, key=err.get) == "matlab", (name, err)

@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -198,8 +197,8 @@ def test_resume_after_kill_gives_the_same_database(datasets_dir, tmp_path):
     with the same bytes as an uninterrupted build."""
     out = tmp_path / "killed"
     cmd = [str(ROOT / "bin" / "python"), "-m", "rednet", "data", "--task", "denoise-s10",
-           "--out", str(out), "--datasets", str(datasets_dir), "--max-images", "60",
-           "--stride", "20", "--noise-repeats", "2", "--shard-size", "500", "--workers", "1", "--quiet"]
+           "--out", str(out), "--datasets", str(datasets_dir), "--max-images", "30",
+           "--stride", "20", "--noise-repeats", "2", "--shard-size", "300", "--workers", "1", "--quiet"]
     proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
     try:
         t0 = time.time()
@@ -212,14 +211,14 @@ def test_resume_after_kill_gives_the_same_database(datasets_dir, tmp_path):
     assert done and not (out / "train.txt").exists()
     for p in done:                                         # every listed-name shard is whole
         with h5py.File(p) as f:
-            assert f["data"].shape[0] == 500
+            assert f["data"].shape[0] == 300
     mtimes = {p: p.stat().st_mtime_ns for p in done}
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert all(p.stat().st_mtime_ns == m for p, m in mtimes.items())   # kept, not rebuilt
     assert not list(out.glob(".*.tmp.*"))
-    fresh = patches.build_db("denoise-s10", tmp_path / "fresh", datasets=datasets_dir, max_images=60,
-                             stride=20, noise_repeats=2, shard_size=500, workers=2, progress=False)
+    fresh = patches.build_db("denoise-s10", tmp_path / "fresh", datasets=datasets_dir, max_images=30,
+                             stride=20, noise_repeats=2, shard_size=300, workers=2, progress=False)
     a, b = _arrays(out / "train.txt"), _arrays(fresh)
     assert a["data"].tobytes() == b["data"].tobytes() and a["label"].tobytes() == b["label"].tobytes()
 
@@ -230,6 +229,15 @@ def test_up_to_date_rebuild_is_a_no_op_and_a_new_config_replaces(tiny, datasets_
     m0 = {p: p.stat().st_mtime_ns for p in patches.read_list(lst)}
     patches.build_db("denoise-s30", out, datasets=datasets_dir, **TINY)
     assert {p: p.stat().st_mtime_ns for p in patches.read_list(lst)} == m0
+    # a lost shard is rebuilt alone, with the same bytes
+    before = _arrays(lst)
+    victim = patches.read_list(lst)[1]
+    victim.unlink()
+    patches.build_db("denoise-s30", out, datasets=datasets_dir, **TINY)
+    after = _arrays(lst)
+    assert all(before[k].tobytes() == after[k].tobytes() for k in before)
+    assert victim.stat().st_mtime_ns > max(m0.values())
+    assert all(p.stat().st_mtime_ns == m for p, m in m0.items() if p != victim)
     small = dict(TINY, stride=50)
     patches.build_db("denoise-s30", out, datasets=datasets_dir, **small)
     assert len(_arrays(lst)["data"]) == 3 * 9 * 6 * 2
@@ -253,6 +261,9 @@ def _cli(args, capsys):
     (["--task", "sr-x1"], "expected one of"),
     (["--task", "denoise-s30", "--patch", "400"], "smaller than the 400x400 patch"),
     (["--task", "denoise-s30", "--stride", "0"], "stride=0"),
+    (["--task", "sr-x4", "--patch", "330"], "480x320 after modcrop by 4, smaller than the 330x330"),
+    (["--task", "sr", "--scale", "mixed", "--noise-repeats", "2"], "super-resolution pairs have no noise"),
+    (["--task", "denoise-s30", "--max-patches", "0"], "max_patches=0"),
 ])
 def test_bad_input_one_line_nothing_written(args, message, datasets_dir, tmp_path, capsys):
     out = tmp_path / "db"
@@ -289,23 +300,65 @@ def test_refuses_to_start_without_disk_room(datasets_dir, tmp_path, monkeypatch)
     assert not out.exists()
 
 
-def test_make_preview_and_bad_sigma(datasets_dir):
+def _make(*args, datasets_dir):
     env = dict(os.environ, DATASETS=str(datasets_dir))
-    r = subprocess.run(["make", "-s", "data", "TASK=denoise", "SIGMA=30", "PREVIEW=1"], cwd=ROOT,
-                       capture_output=True, text=True, env=env)
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, capture_output=True,
+                          text=True, env=env)
+
+
+def test_make_preview_and_bad_levels(datasets_dir, tmp_path):
+    r = _make("data", "TASK=denoise", "SIGMA=30", "PREVIEW=1", f"DB_DIR={tmp_path}", datasets_dir=datasets_dir)
     assert r.returncode == 0, r.stderr
     assert "517,500 patches from 300 images" in r.stdout
-    r = subprocess.run(["make", "-s", "data", "TASK=sr", "SCALE=7"], cwd=ROOT, capture_output=True,
-                       text=True, env=env)
-    assert r.returncode != 0 and "error: SCALE" not in r.stdout
-    assert "sr-x7" in r.stderr and not (ROOT / "data" / "db" / "sr-x7").exists()
+    for level in ("SCALE=7", "SIGMA=0"):
+        task = "TASK=sr" if level.startswith("SCALE") else "TASK=denoise"
+        r = _make("data", task, level, f"DB_DIR={tmp_path}", datasets_dir=datasets_dir)
+        assert r.returncode != 0 and r.stderr.count("error: ") == 1, r.stderr
+    assert list(tmp_path.rglob("*")) == []
+    r = _make("data", datasets_dir=datasets_dir)
+    assert r.returncode != 0 and "make data needs TASK=" in r.stderr
+
+
+def test_make_data_builds_once_and_again_when_a_knob_changes(datasets_dir, tmp_path):
+    knobs = ["TASK=denoise", "SIGMA=7", "MAX_IMAGES=1", "NOISE_REPEATS=1", f"DB_DIR={tmp_path}"]
+    r = _make("data", *knobs, "STRIDE=100", datasets_dir=datasets_dir)
+    assert r.returncode == 0, r.stderr
+    lst = tmp_path / "denoise-s7" / "train.txt"
+    assert lst.is_file() and (lst.parent / "val.txt").is_file()
+    m0 = lst.stat().st_mtime_ns
+    r = _make("data", *knobs, "STRIDE=100", datasets_dir=datasets_dir)
+    assert r.returncode == 0 and "rednet data --task 'denoise-s7' --out" not in r.stdout
+    assert lst.stat().st_mtime_ns == m0                      # up to date: not rebuilt
+    r = _make("data", *knobs, "STRIDE=90", datasets_dir=datasets_dir)
+    assert r.returncode == 0 and "rednet data --task 'denoise-s7' --out" in r.stdout
+    assert json.loads((lst.parent / "config.json").read_text())["stride"] == 90
+    h, w = load_image(D.list_images("BSD300", datasets_dir)[0]).shape[:2]
+    assert len(_arrays(lst)["data"]) == ((h - 50) // 90 + 1) * ((w - 50) // 90 + 1)
 
 
 @pytest.mark.slow
 def test_full_paper_scale_build(datasets_dir, tmp_path):
     """The full sigma=30 database (~0.5M pairs, ~10 GB) builds with bounded memory."""
-    info = patches.bench(tmp_path / "full", task="denoise-s30", datasets=datasets_dir, progress=False)
+    info = patches.bench(tmp_path, task="denoise-s30", datasets=datasets_dir, progress=False)
     assert info["patches"] == patches.preview("denoise-s30", tmp_path / "x", datasets=datasets_dir,
                                               quiet=True)["train"]["patches"]
     assert max(info["peak_rss_self_mb"], info["peak_rss_child_mb"]) < 1024
-    assert not (tmp_path / "full").exists()
+    assert not list(tmp_path.iterdir())
+
+
+def test_dihedral_augmentation_transforms_input_and_label_together(datasets_dir, tmp_path):
+    lst = patches.build_db("sr-x2", tmp_path / "aug", datasets=datasets_dir, max_images=1, stride=60,
+                           augment="dihedral", val=False, progress=False)
+    plain = patches.build_db("sr-x2", tmp_path / "plain", datasets=datasets_dir, max_images=1,
+                             stride=60, val=False, progress=False)
+    a, p = _arrays(lst), _arrays(plain)
+    by_meta = {tuple(m): k for k, m in enumerate(p["meta"])}
+    used = set()
+    for k, m in enumerate(a["meta"]):
+        j = by_meta[tuple(m)]
+        found = [t for t in range(8)
+                 if np.array_equal(a["label"][k, 0], patches._dihedral(p["label"][j, 0], t))
+                 and np.array_equal(a["data"][k, 0], patches._dihedral(p["data"][j, 0], t))]
+        assert found, k
+        used.add(found[0])
+    assert len(used) >= 4

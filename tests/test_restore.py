@@ -253,3 +253,26 @@ def test_run_folder_takes_newest_snapshot(tmp_path, caffe):
     spec = from_run(run)
     assert spec.weights.name == "red10_iter_2000.caffemodel"
     assert (spec.net, spec.task) == ("red10", "sr-x3")
+
+
+@pytest.mark.parametrize("net", ["red10", pytest.param("red30", marks=pytest.mark.slow)])
+def test_tiling_exact_on_generated_deploy_net(tmp_path, caffe, net):
+    """The project's own deploy net (gen/<net>/deploy.prototxt) with random weights: the
+    receptive radius read from it is its depth, and tiles with that margin equal the whole."""
+    from rednet.restore import Restorer, receptive_radius
+    deploy = ROOT / "gen" / net / "deploy.prototxt"
+    if not deploy.is_file():
+        pytest.skip(f"{deploy} not generated (make nets)")
+    assert receptive_radius(deploy) == int(net[3:])
+    n = caffe.Net(str(deploy), caffe.TEST)
+    rng = np.random.default_rng(4)
+    for blobs in n.params.values():
+        blobs[0].data[...] = rng.normal(0, 0.05, blobs[0].data.shape)
+        blobs[1].data[...] = rng.normal(0, 0.01, blobs[1].data.shape)
+    weights = tmp_path / f"{net}.caffemodel"
+    n.save(str(weights))
+    x = rng.random((83, 71), dtype=np.float32)
+    whole = Restorer(deploy, weights, tile=0).forward(x)
+    tiled = Restorer(deploy, weights, tile=32).forward(x)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5, rtol=0)
+    assert np.abs(whole - x).max() > 1e-3

@@ -129,9 +129,9 @@ def load() -> float:
 
 
 # ------------------------------------------------------------------------ running caffe
-def run_caffe(args: list[str], log: Path, timeout: float = 1200) -> str:
+def run_caffe(args: list[str], log: Path, timeout: float = 1200, env: dict | None = None) -> str:
     """Run ``bin/caffe <args>`` from the repo root; return its log (also written to ``log``)."""
-    env = dict(os.environ, GLOG_logtostderr="1")
+    env = dict(os.environ if env is None else env, GLOG_logtostderr="1")
     env.pop("GLOG_minloglevel", None)
     r = subprocess.run([str(paths.caffe_bin()), *args], cwd=paths.ROOT, capture_output=True, text=True,
                        env=env, timeout=timeout)
@@ -193,7 +193,10 @@ def conv_flops(deploy: Path, hw: int = PATCH) -> dict:
     net.reshape()
     fwd = bwd = 0
     per_layer = []
+    data_blobs = {inp}   # the input and its Split copies: no gradient is computed for them
     for name, layer in zip(net._layer_names, net.layers):
+        if layer.type == "Split" and net.bottom_names[name][0] in data_blobs:
+            data_blobs.update(net.top_names[name])
         if layer.type not in ("Convolution", "Deconvolution"):
             continue
         w = net.params[name][0].data.shape
@@ -206,7 +209,7 @@ def conv_flops(deploy: Path, hw: int = PATCH) -> dict:
         groups = 1
         macs = int(w[0]) * int(w[1]) * int(w[2]) * int(w[3]) * spatial * groups
         f = 2 * macs
-        b = 2 * macs + (0 if bottom == inp else 2 * macs)
+        b = 2 * macs + (0 if bottom in data_blobs else 2 * macs)
         fwd += f
         bwd += b
         per_layer.append((name, f, b))
@@ -246,6 +249,82 @@ def gemm_rates(work: Path, widths: list[int], iters: int = 5) -> dict:
         out[f"w{w}"] = {"shape": f"1x1 conv {9 * w}->{w} on {PATCH}x{PATCH}, batch {BATCH}, fwd+bwd",
                         "ms": t["Forward-Backward"], "gflops": flops / t["Forward-Backward"] / 1e6,
                         "load": [l0, load()]}
+    return out
+
+
+IM2COL_DRIVER = r"""
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <vector>
+namespace caffe {
+template <typename Dtype> void im2col_cpu(const Dtype*, const int, const int, const int, const int, const int,
+    const int, const int, const int, const int, const int, const int, Dtype*);
+template <typename Dtype> void col2im_cpu(const Dtype*, const int, const int, const int, const int, const int,
+    const int, const int, const int, const int, const int, const int, Dtype*);
+}
+int main(int argc, char** argv) {
+  const int C = std::atoi(argv[1]), H = 50, W = 50, N = 16, REP = 7;
+  std::vector<float> im(C * H * W, 1.0f), col(C * 9 * H * W), out(C * H * W);
+  double bi = 1e9, bc = 1e9;
+  for (int r = 0; r < REP; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    for (int n = 0; n < N; ++n) caffe::im2col_cpu<float>(im.data(), C, H, W, 3, 3, 1, 1, 1, 1, 1, 1, col.data());
+    auto t1 = std::chrono::steady_clock::now();
+    for (int n = 0; n < N; ++n) caffe::col2im_cpu<float>(col.data(), C, H, W, 3, 3, 1, 1, 1, 1, 1, 1, out.data());
+    auto t2 = std::chrono::steady_clock::now();
+    bi = std::min(bi, std::chrono::duration<double, std::milli>(t1 - t0).count());
+    bc = std::min(bc, std::chrono::duration<double, std::milli>(t2 - t1).count());
+  }
+  std::printf("%.4f %.4f %g\n", bi, bc, out[C * H * W / 2] + col[999]);
+}
+"""
+
+#: compiler flags compared for Caffe's im2col/col2im: Caffe's release flags and two proposals
+IM2COL_FLAGS = ("-O2", "-O2 -march=native", "-O3 -march=native")
+
+
+def im2col_flags(work: Path, widths: list[int]) -> dict:
+    """Time Caffe's own ``im2col_cpu``/``col2im_cpu`` (its src/caffe/util/im2col.cpp, compiled
+    here with each of :data:`IM2COL_FLAGS`) for one batch of 16 50x50 maps of each width.
+
+    These loops run single-threaded between the GEMMs (stock CPU Caffe has no OpenMP); a
+    3x3 layer runs im2col twice and col2im once per image per iteration.  Returns {} when no
+    C++ compiler or no Caffe source tree is at hand.
+    """
+    src = caffe_binary()
+    tree = src.parents[2] if src.name == "caffe.bin" else None
+    cpp = tree / "src" / "caffe" / "util" / "im2col.cpp" if tree else None
+    gxx = shutil.which("g++")
+    if not (cpp and cpp.is_file() and gxx):
+        return {}
+    text = cpp.read_text()
+    text = text.replace('#include "caffe/util/im2col.hpp"', "").replace(
+        '#include "caffe/util/math_functions.hpp"',
+        "#include <algorithm>\n#include <cstring>\n#define DCHECK_LT(a, b) (void)0\n"
+        "namespace caffe { using std::vector; template <typename Dtype> inline void caffe_set("
+        "const int N, const Dtype alpha, Dtype* Y) { if (alpha == 0) { std::memset(Y, 0, sizeof(Dtype) * N);"
+        " return; } for (int i = 0; i < N; ++i) Y[i] = alpha; } }")
+    d = work / "im2col"
+    d.mkdir(exist_ok=True)
+    (d / "im2col.cpp").write_text(text)
+    (d / "driver.cpp").write_text(IM2COL_DRIVER.replace("#include <cstdio>", "#include <cstdio>\n#include <cstdlib>"))
+    exes = {}
+    for flags in IM2COL_FLAGS:
+        exe = d / ("b" + re.sub(r"\W+", "_", flags))
+        r = subprocess.run([gxx, *flags.split(), "-std=c++11", "-o", str(exe), str(d / "driver.cpp"), str(d / "im2col.cpp")],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            return {}
+        exes[flags] = exe
+    out: dict = {}
+    for _round in range(3):  # interleaved rounds, best of all: less sensitive to other load
+        for flags, exe in exes.items():
+            for w in widths:
+                vals = subprocess.run([str(exe), str(w)], capture_output=True, text=True).stdout.split()
+                cur = out.setdefault(flags, {}).setdefault(f"w{w}", {"im2col_ms": 1e9, "col2im_ms": 1e9})
+                cur["im2col_ms"] = min(cur["im2col_ms"], float(vals[0]))
+                cur["col2im_ms"] = min(cur["col2im_ms"], float(vals[1]))
     return out
 
 
@@ -324,7 +403,8 @@ def bench_net(name: str, work: Path, db_list: Path, train_iters: int, time_iters
     return res
 
 
-def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Path | None = None) -> dict:
+def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Path | None = None,
+              threads_compare: bool = True) -> dict:
     from . import netgen
     for n in nets:
         netgen.get_preset(n)  # UserError for unknown names
@@ -342,6 +422,11 @@ def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Pa
         info["gemm"] = gemm_rates(work, widths, iters=2 if quick else 5)
         for k, v in info["gemm"].items():
             print(f"  GEMM {k:5s} {v['shape']}: {v['gflops']:.1f} GFLOP/s (load {v['load'][0]})")
+        print("timing Caffe's im2col/col2im compiled with different flags ...", flush=True)
+        info["im2col"] = im2col_flags(work, widths)
+        for flags, v in info["im2col"].items():
+            print(f"  {flags:18s} " + "; ".join(f"{k}: im2col {x['im2col_ms']:.2f} ms, col2im {x['col2im_ms']:.2f} ms "
+                                              f"(batch 16)" for k, x in v.items()))
         shards = max(2, (max(ITERS[n][0] for n in nets) + 2) * BATCH // shard_size + 1)
         db = write_bench_db(work / "db", shard_size, min(shards, 8))
         for n in nets:
@@ -356,8 +441,24 @@ def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Pa
                 r[f"bound_{k}_s"] = bound
                 r[f"ratio_train_{k}"] = bound / r["train"]["s_per_iter"]
                 r[f"ratio_time_{k}"] = bound / (r["time"]["ms_fwd_bwd"] / 1000)
+            gemm_ms = r["bound_shape_s"] * 1000
+            r["breakdown_ms"] = {
+                "gemm_at_net_shapes": gemm_ms,
+                "conv_layers_beyond_gemm": r["time"]["ms_conv_layers"] - gemm_ms,
+                "other_layers": r["time"]["ms_other_layers"],
+                "solver_update_and_rest": r["train"]["s_per_iter"] * 1000 - r["time"]["ms_fwd_bwd"],
+            }
             info["nets"].append(r)
             print("  " + _line(r), flush=True)
+        if threads_compare and "red30" in nets:
+            from . import netgen as _ng
+            tr = work / "red30" / "train.prototxt"
+            l0 = load()
+            env1 = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+            t1 = parse_time(run_caffe(["time", "-model", str(tr), "-iterations", "2" if quick else str(ITERS["red30"][1])],
+                                      work / "red30_t1.log", env=env1))
+            info["red30_one_blas_thread"] = {"ms_fwd_bwd": t1["Forward-Backward"], "load": [l0, load()]}
+            print(f"red30 caffe time with OPENBLAS_NUM_THREADS=1: {t1['Forward-Backward'] / 1000:.3f} s", flush=True)
         info["load_end"] = load()
         info["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         atomic_write_text(out_dir / "bench.json", json.dumps(info, indent=2) + "\n")
@@ -405,6 +506,27 @@ def report(info: dict) -> str:
             f"({r['train']['timed']} it) | {r['train']['patches_per_s']:.1f} | {t['ms_fwd_bwd'] / 1000:.3f} "
             f"({t['iterations']} it) | {share:.0%} | {r['bound_peak_s']:.3f} | {r['bound_shape_s']:.3f} | "
             f"{r['ratio_train_peak']:.0%} | {r['ratio_train_shape']:.0%} |")
+    lines += ["", "Where the time goes (ms per iteration of batch 16): GEMM at the net's shapes (the bound), "
+              "what the conv/deconv layers take beyond it (im2col/col2im, bias), the other layers (ReLU, "
+              "Eltwise, Split, data, loss; from `caffe time`), and the rest of a training iteration "
+              "(Adam update, snapshots/logging; train minus caffe time):", "",
+              "| net | GEMM (bound) | conv layers beyond GEMM | other layers | update + rest |", "|---|---|---|---|---|"]
+    for r in info["nets"]:
+        b = r["breakdown_ms"]
+        lines.append(f"| {r['net']} | {b['gemm_at_net_shapes']:.0f} | {b['conv_layers_beyond_gemm']:.0f} | "
+                     f"{b['other_layers']:.0f} | {b['solver_update_and_rest']:.0f} |")
+    if info.get("im2col"):
+        lines += ["", "Caffe's own im2col/col2im (src/caffe/util/im2col.cpp) compiled with other flags, one batch "
+                  "of 16 50x50 maps, 3x3 (a layer runs im2col twice and col2im once per iteration):", "",
+                  "| flags | " + " | ".join(f"{k}: im2col / col2im ms" for k in next(iter(info["im2col"].values()))) + " |",
+                  "|---|" + "---|" * len(next(iter(info["im2col"].values())))]
+        for flags, v in info["im2col"].items():
+            lines.append(f"| `{flags}` | " + " | ".join(f"{x['im2col_ms']:.2f} / {x['col2im_ms']:.2f}" for x in v.values()) + " |")
+    if info.get("red30_one_blas_thread"):
+        t = info["red30_one_blas_thread"]
+        r30 = next((r for r in info["nets"] if r["net"] == "red30"), None)
+        lines += ["", f"RED30 `caffe time` with `OPENBLAS_NUM_THREADS=1`: {t['ms_fwd_bwd'] / 1000:.3f} s "
+                  f"(default threads: {r30['time']['ms_fwd_bwd'] / 1000:.3f} s; load {t['load'][0]})."]
     lines += [
         "",
         f"train: `bin/caffe train` (Adam, HDF5 shards of {info['shard_size']} patches, a shard load every "
@@ -418,7 +540,8 @@ def report(info: dict) -> str:
 
 def cmd_bench(args) -> int:
     nets = args.nets.split(",") if args.nets else list(NETS)
-    run_bench(nets, shard_size=args.shard_size, quick=args.quick, out_dir=args.out)
+    run_bench(nets, shard_size=args.shard_size, quick=args.quick, out_dir=args.out,
+              threads_compare=not args.no_threads_compare)
     return 0
 
 
@@ -429,4 +552,5 @@ def register(subparsers) -> None:
     p.add_argument("--shard-size", type=int, default=128, help="patches per HDF5 shard of the bench db")
     p.add_argument("--quick", action="store_true", help="a few iterations only (for tests)")
     p.add_argument("--out", help="output folder (default results/bench)")
+    p.add_argument("--no-threads-compare", action="store_true", help="skip the RED30 run with one BLAS thread")
     p.set_defaults(func=cmd_bench)

@@ -12,13 +12,13 @@ The 200 BSDS300 training images may be the project's lossless PNG decodes
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import shutil
 import tarfile
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -274,7 +274,7 @@ def _extract(archive: Path, wanted: dict[str, tuple[str, int]], rename, staging:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_bytes(data)
                 found[name] = out
-    except (tarfile.TarError, EOFError, OSError, __import__("zlib").error) as e:
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
         raise UserError(f"{archive}: broken or truncated archive ({e}); delete it and retry") from None
     missing = sorted(set(wanted) - set(found))
     if missing:

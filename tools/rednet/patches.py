@@ -334,10 +334,15 @@ def make_plan(cfg: Config, out_dir: Path, shapes: dict | None = None) -> Plan:
         shapes = {s: [_header_shape(p) for p in files[s]] for s in splits}
     rows, shards = {}, {}
     for s in splits:
-        if cfg.kind == "denoise":
-            for p, sh in zip(files[s], shapes[s]):
-                _check_size(p, sh, cfg.patch, "")
+        for p, (h, w) in zip(files[s], shapes[s]):
+            if cfg.kind == "denoise":
+                _check_size(p, (h, w), cfg.patch, "")
+            else:
+                for sc in cfg.levels:
+                    _check_size(p, (h - h % sc, w - w % sc), cfg.patch, f" after modcrop by {sc}")
         rows[s] = plan_rows(cfg, s, shapes[s])
+        if len(rows[s]) == 0:
+            raise UserError(f"{cfg.task}: no {s} patches from {len(files[s])} images")
         S = cfg.shard_size
         shards[s] = [(k, rows[s][a:a + S], out_dir / f"{s}_{k:05d}.h5")
                      for k, a in enumerate(range(0, len(rows[s]), S))]
@@ -397,10 +402,11 @@ def read_list(list_file) -> list[Path]:
 
 
 def _clear(out: Path) -> None:
-    """Remove a previous database's shards, lists and config from ``out``."""
-    for p in out.glob("*"):
-        if p.is_file() and (re.fullmatch(r"(train|val)_\d{5}\.h5", p.name)
-                            or p.name in ("train.txt", "val.txt", "config.json")):
+    """Remove a previous database's lists (first), shards and config from ``out``."""
+    for name in ("train.txt", "val.txt", "config.json"):
+        (out / name).unlink(missing_ok=True)
+    for p in out.glob("*.h5"):
+        if re.fullmatch(r"(train|val)_\d{5}\.h5", p.name):
             p.unlink()
 
 
@@ -443,8 +449,6 @@ def build_db(task, out_dir=None, *, datasets=None, stride=None, noise_repeats=No
                 if not (job[2].is_file() and _shard_ok(job[2], len(job[1]), cfg.patch))]
             for s in plan.rows}
     if old == fp and not any(todo.values()) and all(f.is_file() for f in list_files.values()):
-        for s in sorted(list_files, key=lambda s: s == "train"):
-            os.utime(list_files[s])       # up to date: mark it so for make
         return list_files["train"]
 
     need = sum(len(r) for s in todo for _, r, _ in todo[s]) * 2 * cfg.patch ** 2 * 4
@@ -472,6 +476,8 @@ def build_db(task, out_dir=None, *, datasets=None, stride=None, noise_repeats=No
                 bar.update(1)
         state["sources"][s] = srcs
     out.mkdir(parents=True, exist_ok=True)
+    for f in list_files.values():      # no list may name a shard that is being (re)written
+        f.unlink(missing_ok=True)
     atomic_write_text(cfg_file, json.dumps(fp, indent=1, sort_keys=True) + "\n")
 
     for s in plan.rows:
@@ -533,11 +539,12 @@ def _imap(pool, fn, items):
 
 
 # --------------------------------------------------------------------------- benchmark
-def bench(out_dir: Path, *, task="denoise-s30", workers=2, keep=False, **kw) -> dict:
-    """Build the full database into ``out_dir`` and report patches/s, bytes, peak RSS."""
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+def bench(parent: Path, *, task="denoise-s30", workers=2, keep=False, **kw) -> dict:
+    """Build the full database into a new folder under ``parent``, report patches/s, bytes
+    written and peak RSS, and delete the folder (unless ``keep``)."""
+    import tempfile
+    Path(parent).mkdir(parents=True, exist_ok=True)
+    out_dir = Path(tempfile.mkdtemp(prefix=f"bench-{task}-", dir=parent))
     t0 = time.time()
     try:
         lst = build_db(task, out_dir, workers=workers, **kw)
@@ -583,7 +590,7 @@ def _cmd(args) -> int:
         print(task)
         return 0
     if args.bench:
-        out = Path(args.out or paths.CACHE / "bench-data")
+        out = Path(args.out or paths.CACHE)
         info = bench(out, task=task, workers=args.workers, progress=not args.quiet, **kw)
         print(json.dumps(info))
         print(f"bench-data: {info['patches']:,} patches in {info['seconds']} s = "
@@ -635,8 +642,8 @@ def register(subparsers) -> None:
     p.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the images")
     p.add_argument("--preview", action="store_true", help="print patch count and bytes, write nothing")
     p.add_argument("--bench", action="store_true",
-                   help="build into --out (default data/cache/bench-data), print patches/s, "
-                        "bytes and peak RSS, then delete it")
+                   help="build into a new folder under --out (default data/cache), print "
+                        "patches/s, bytes and peak RSS, then delete it")
     p.add_argument("--print-task", action="store_true", help="print the task name and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd)

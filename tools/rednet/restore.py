@@ -15,7 +15,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -34,7 +33,7 @@ MODELS = ROOT / "models"
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm")
 #: preference when several nets have a model for the same task (first wins)
 NET_PREFERENCE = ("red30-official", "red30", "red20", "red10")
-DEFAULT_MAX_MEMORY_MB = 1024
+DEFAULT_MAX_MEMORY_MB = 2048
 
 
 # --------------------------------------------------------------------------- caffe

@@ -137,7 +137,7 @@ class EvalConfig:
     bm3d: bool = False
     limit: int | None = None
     seed: int = 0
-    max_memory_mb: float = 1024
+    max_memory_mb: float = 2048
     red_nets: dict = field(default_factory=lambda: dict(DEFAULT_RED_NETS))
     tables: tuple = tuple(TABLES)
     out: Path = RESULTS
@@ -425,22 +425,24 @@ def _tables_md(cfg, paper, ours, provenance, missing, bicubic_check) -> str:
         spec = TABLES[t]
         methods = list(spec.methods) + (["Bicubic"] if spec.kind == "sr" else [])
         L += [f"## Table {t}: {spec.caption}", ""]
-        for d in spec.datasets:
-            if len(spec.datasets) > 1:
-                L += [f"### {d}", ""]
-            L.append("| metric | " + ("sigma" if spec.kind == "denoise" else "scale") + " | "
-                     + " | ".join(methods) + " |")
-            L.append("|---|---|" + "---|" * len(methods))
-            for metric, idx, digits in (("PSNR", 0, 2), ("SSIM", 1, 4)):
-                for s in spec.settings():
-                    cells = []
-                    for m in methods:
-                        p = paper.get((t, d, s, m))
-                        pv = None if p is None else p["psnr" if idx == 0 else "ssim"]
-                        o = ours.get((t, d, s, m))
-                        cells.append(_cell_text(pv, None if o is None else o[idx], digits))
-                    L.append(f"| {metric} | {s.split('=')[-1]} | " + " | ".join(cells) + " |")
-            L.append("")
+        # the paper's layout: rows PSNR/SSIM x level; columns the methods (Tables 1-5) or the
+        # test sets (single-model Tables 6-7); Bicubic added for SR
+        cols = [(d, m) for d in spec.datasets for m in methods]
+        label = (lambda d, m: m) if len(spec.datasets) == 1 else \
+            (lambda d, m: d if m == spec.methods[0] and len(spec.methods) == 1 else f"{d} {m}")
+        L.append("| metric | " + ("sigma" if spec.kind == "denoise" else "scale") + " | "
+                 + " | ".join(label(d, m) for d, m in cols) + " |")
+        L.append("|---|---|" + "---|" * len(cols))
+        for metric, idx, digits in (("PSNR", 0, 2), ("SSIM", 1, 4)):
+            for s in spec.settings():
+                cells = []
+                for d, m in cols:
+                    p = paper.get((t, d, s, m))
+                    pv = None if p is None else p["psnr" if idx == 0 else "ssim"]
+                    o = ours.get((t, d, s, m))
+                    cells.append(_cell_text(pv, None if o is None else o[idx], digits))
+                L.append(f"| {metric} | {s.split('=')[-1]} | " + " | ".join(cells) + " |")
+        L.append("")
         notes = []
         for m in methods:
             ks = [k for k in missing if k[0] == t and k[3] == m]
@@ -522,5 +524,5 @@ def register(subparsers) -> None:
     p.add_argument("--limit", type=int, help="only the first N images of each set (quick look)")
     p.add_argument("--seed", type=int, default=0, help="base seed of the denoising noise (default 0)")
     p.add_argument("--red30-nets", help="nets tried for the RED30 column, in order (default red30,red30-official)")
-    p.add_argument("--max-memory", type=float, default=1024, help="forward-pass memory budget, MB")
+    p.add_argument("--max-memory", type=float, default=2048, help="forward-pass memory budget, MB (default 2048)")
     p.set_defaults(func=cmd_tables)

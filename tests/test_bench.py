@@ -1,0 +1,69 @@
+"""rednet.bench: FLOP counting, parsing of real `caffe time`/`caffe train` output, the bench run."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from rednet import bench, netgen  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not (ROOT / ".caffe" / "env").is_file(), reason="Caffe not set up (make setup)")
+
+
+@pytest.mark.parametrize("name", ["red10", "red30", "red30-official"])
+def test_flops_per_patch_by_hand(name, tmp_path, caffe):
+    """Counted from the net that Caffe builds = the closed form for 3x3, stride-1 RED nets."""
+    cfg = netgen.get_preset(name)
+    p = tmp_path / "deploy.prototxt"
+    p.write_text(netgen.render_deploy(cfg))
+    f = bench.conv_flops(p)
+    w, hw, n = cfg.width, 50 * 50, cfg.depth
+    inner = (n - 2) * 2 * 9 * w * w * hw      # width -> width layers, forward
+    edge = 2 * 2 * 9 * w * 1 * hw             # first (1 -> w) and last (w -> 1) layer, forward
+    assert f["forward"] == inner + edge
+    # backward: weight + input gradients, no input gradient for the first layer
+    assert f["backward"] == 2 * inner + 2 * edge - 2 * 9 * w * hw
+    assert len(f["layers"]) == n
+
+
+def test_parse_real_caffe_time_output(tmp_path):
+    """`caffe time` on the one-layer GEMM net: averages and per-layer times are read."""
+    p = tmp_path / "g.prototxt"
+    p.write_text(bench.GEMM_SHAPE_NET.format(batch=4, cin=288, cout=32, hw=50))
+    out = bench.run_caffe(["time", "-model", str(p), "-iterations", "2"], tmp_path / "g.log")
+    t = bench.parse_time(out)
+    assert t["Forward-Backward"] > 0 and t["Forward pass"] > 0 and t["Backward pass"] > 0
+    assert set(t["layers"]) == {"x", "conv"}
+    assert t["layers"]["conv"] <= t["Forward-Backward"] * 1.5 + 0.1
+
+
+def test_seconds_per_iteration_from_a_real_train_log(tmp_path):
+    from test_train import cli, train_args, write_toy
+    toy = write_toy(tmp_path / "toy", max_iter=12, snapshot=12)
+    assert cli(*train_args(toy, tmp_path / "runs", "b")).returncode == 0
+    text = (tmp_path / "runs" / "b" / "train.log").read_text()
+    spi, n = bench.train_seconds_per_iter(text, warmup=3)
+    assert n == 12 - 3 and 0 < spi < 5
+
+
+def test_machine_facts_name_caffes_blas():
+    m = bench.machine()
+    assert m["cores"] >= 1
+    assert m["blas"] is None or "blas" in m["blas"]
+
+
+@pytest.mark.slow
+def test_quick_bench_end_to_end(tmp_path):
+    """The whole bench on RED10 with a handful of iterations: numbers are positive and consistent."""
+    info = bench.run_bench(["red10"], quick=True, out_dir=tmp_path)
+    r = info["nets"][0]
+    assert r["train"]["patches_per_s"] > 0 and r["time"]["patches_per_s"] > 0
+    assert r["bound_peak_s"] > 0 and 0 < r["ratio_train_peak"] < 2
+    assert json.loads((tmp_path / "bench.json").read_text())["nets"][0]["net"] == "red10"
+    assert "| red10 |" in (tmp_path / "bench.md").read_text()
