@@ -23,10 +23,13 @@ BM3D_STAMP := .venv/.bm3d-installed
 TABLES_ARGS := --tables $(TABLES) --sr-protocol $(SR_PROTOCOL) --bsd200-scale $(BSD200_SCALE) --seed $(SEED) --max-memory $(MAX_MEMORY) \
 	$(if $(filter 0,$(ENSEMBLE)),--no-ensemble) $(if $(filter 1,$(BM3D)),--bm3d) $(if $(LIMIT),--limit $(LIMIT))
 
-.PHONY: tables restore
+.PHONY: tables tables-quick restore
 
 tables: $(SETUP_STAMP) $(if $(filter 1,$(BM3D)),$(BM3D_STAMP)) ## Tables 1-7, paper vs ours -> results/tables.{md,csv} + results/per_image/ [BM3D=1 ENSEMBLE=0 TABLES=1,3-5 LIMIT=N]
 	$(PY) -m rednet tables $(TABLES_ARGS)
+
+tables-quick: $(SETUP_STAMP) ## a quick look: tables without the 8-orientation ensemble on the first 5 images of each set -> results/quick/
+	$(PY) -m rednet tables $(TABLES_ARGS) --no-ensemble --limit $(or $(LIMIT),5) --out results/quick
 
 # the optional BM3D baseline: a separate, pinned requirements file (non-commercial licence)
 $(BM3D_STAMP): requirements-bm3d.txt | $(SETUP_STAMP)

@@ -4,12 +4,14 @@
 #
 #   make train NET=red30 TASK=denoise SIGMA=30 [ITERS=100000] [RUN=name] [RESUME=1]
 #   make train NET=red20 TASK=sr SCALE=3
+#   make train NET=red30 TASK=denoise SIGMA=30 BLAS_CORE=auto   # let OpenBLAS pick its AVX-512 kernels
 #   make curves [RUNS="red10_denoise-s30 red20_denoise-s30"]
 
 TRAIN_ARGS = $(if $(NET),--net '$(NET)') $(if $(TASK),--task '$(TASK)') $(if $(SIGMA),--sigma '$(SIGMA)') \
              $(if $(SCALE),--scale '$(SCALE)') $(if $(ITERS),--iters '$(ITERS)') $(if $(RUN),--run '$(RUN)') \
              $(if $(filter 1 yes true,$(RESUME)),--resume) $(if $(MODE),--mode '$(MODE)') \
-             $(if $(SNAPSHOT),--snapshot-every '$(SNAPSHOT)') $(if $(MINUTES),--time-limit '$(MINUTES)')
+             $(if $(SNAPSHOT),--snapshot-every '$(SNAPSHOT)') $(if $(MINUTES),--time-limit '$(MINUTES)') \
+             $(if $(BLAS_CORE),--blas-core '$(BLAS_CORE)')
 
 .PHONY: train curves bench demo
 
@@ -23,4 +25,4 @@ bench: $(SETUP_STAMP) ## training throughput of red10/20/30/30-official vs the B
 	$(PY) -m rednet bench $(if $(BENCH_NETS),--nets $(BENCH_NETS))
 
 demo: $(SETUP_STAMP) ## the main job: small sigma=30 db, train RED10 ~8 min, Set12 PSNR -> results/demo/ (~15 min, resumable)
-	$(PY) -m rednet demo
+	$(PY) -m rednet demo $(if $(BLAS_CORE),--blas-core '$(BLAS_CORE)')

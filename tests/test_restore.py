@@ -276,3 +276,22 @@ def test_tiling_exact_on_generated_deploy_net(tmp_path, caffe, net):
     tiled = Restorer(deploy, weights, tile=32).forward(x)
     np.testing.assert_allclose(tiled, whole, atol=1e-5, rtol=0)
     assert np.abs(whole - x).max() > 1e-3
+
+
+def test_input_output_pairs(tmp_path):
+    from rednet.errors import UserError
+    from rednet.restore import _pairs
+    a, b = tmp_path / "a.png", tmp_path / "b.bmp"
+    a.write_bytes(b"x")
+    b.write_bytes(b"x")
+    assert _pairs([str(a)], str(tmp_path / "o.png")) == [(a, tmp_path / "o.png")]
+    out = tmp_path / "outdir"
+    assert _pairs([str(a), str(b)], str(out)) == [(a, out / "a.png"), (b, out / "b.png")]
+    assert _pairs([str(tmp_path)], str(out)) == [(a, out / "a.png"), (b, out / "b.png")]
+    with pytest.raises(UserError, match="no such image file"):
+        _pairs([str(tmp_path / "nope.png")], str(out))
+    with pytest.raises(UserError, match="output suffix"):
+        _pairs([str(a)], str(tmp_path / "o.txt"))
+    (tmp_path / "file.png").write_bytes(b"x")
+    with pytest.raises(UserError, match="several inputs need an output folder"):
+        _pairs([str(a), str(b)], str(tmp_path / "file.png"))

@@ -244,6 +244,30 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
     assert la == lb
 
 
+def test_sigterm_stops_with_a_snapshot_and_resumes_exactly(tmp_path):
+    """SIGTERM to `rednet train` = Caffe's own stop (snapshot at the current iteration, not a
+    multiple of the snapshot interval); resuming from it ends with the uninterrupted weights."""
+    toy = write_toy(tmp_path / "toy", max_iter=300, snapshot=100, width=16, depth=6, test_interval=100)
+    runs = tmp_path / "runs"
+    assert cli(*train_args(toy, runs, "ref")).returncode == 0
+    run = runs / "term"
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    proc = subprocess.Popen([PY, "-m", "rednet", *train_args(toy, runs, "term")], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert _wait_for(lambda: (run / "train.log").is_file() and "Iteration 37," in (run / "train.log").read_text())
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    info = json.loads((run / "run.json").read_text())
+    stopped_at = info["iterations_trained"]
+    assert info["status"] == "stopped" and 37 < stopped_at < 300 and "stopped at iteration" in out
+    assert (run / "snapshots" / f"toy_denoise-s30_iter_{stopped_at}.solverstate").is_file()
+    r = cli(*train_args(toy, runs, "term"))
+    assert r.returncode == 0, r.stderr
+    final = "toy_denoise-s30_iter_300.caffemodel"
+    assert same_weights(run / "snapshots" / final, runs / "ref" / "snapshots" / final)
+
+
 def test_truncated_snapshot_falls_back_to_previous(tmp_path):
     """A snapshot cut short (a kill while Caffe writes it) is set aside; training resumes from
     the previous one and still ends with the uninterrupted run's weights."""
@@ -342,3 +366,17 @@ def test_no_disk_space_for_snapshots(toy, tmp_path):
     r = cli(*train_args(toy, tmp_path / "runs", "huge", "--iters", "2000000000", "--snapshot-every", "1"))
     assert r.returncode == 2 and "MiB free" in r.stderr, r.stderr
     assert not list((tmp_path / "runs" / "huge" / "snapshots").glob("*"))
+
+
+def test_blas_core_choice_is_passed_to_caffe_and_recorded(toy, tmp_path):
+    runs = tmp_path / "runs"
+    r = cli(*train_args(toy, runs, "core", "--iters", "3", "--blas-core", "auto"), env={"OPENBLAS_CORETYPE": "Haswell"})
+    assert r.returncode == 0, r.stderr
+    info = json.loads((runs / "core" / "run.json").read_text())
+    assert "OPENBLAS_CORETYPE" not in info["sessions"][-1]["env"]
+    r = cli(*train_args(toy, runs, "core", "--iters", "6", "--blas-core", "Haswell"))
+    assert r.returncode == 0, r.stderr
+    info = json.loads((runs / "core" / "run.json").read_text())
+    assert info["sessions"][-1]["env"]["OPENBLAS_CORETYPE"] == "Haswell"
+    r = cli(*train_args(toy, runs, "core", "--blas-core", "rm -rf"))
+    assert r.returncode == 2 and "BLAS_CORE=" in r.stderr

@@ -19,6 +19,8 @@ For each net (RED10, RED20, RED30, red30-official), measured in one run:
      forward and backward (``force_backward``), i.e. exactly the three GEMMs Caffe runs for
      a 3x3, width -> width convolution or deconvolution of the net (im2col excluded).
    ``bound = FLOPs x batch / rate``; ``achieved/bound`` = bound time / measured time.
+   The rates are measured again right before each net, so that bound and net see the
+   same machine load.
 
 Everything runs through ``bin/caffe`` (the stock binary and its own libopenblas); numpy is
 not used for the GEMM rate because it links its own OpenBLAS.  The machine load
@@ -27,7 +29,6 @@ other work runs are not comparable.  Results: ``results/bench/bench.{md,json}``.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ctypes
 import json
@@ -99,6 +100,17 @@ def openblas_info(lib: str | None) -> dict:
     if f is not None:
         info["threads"] = int(f())
     return info
+
+
+def openblas_info_env(lib: str | None, env: dict) -> str | None:
+    """The OpenBLAS core name under ``env`` (asked in a child process: OpenBLAS reads its
+    environment once, when it is loaded)."""
+    if not lib:
+        return None
+    code = ("import ctypes, sys; so = ctypes.CDLL(sys.argv[1]); f = so.openblas_get_corename; "
+            "f.restype = ctypes.c_char_p; print(f().decode())")
+    r = subprocess.run([os.sys.executable, "-c", code, lib], capture_output=True, text=True, env=env, timeout=60)
+    return r.stdout.strip() or None
 
 
 def machine() -> dict:
@@ -230,21 +242,21 @@ layer {{ name: "conv" type: "Convolution" bottom: "x" top: "y"
 """
 
 
-def gemm_rates(work: Path, widths: list[int], iters: int = 5) -> dict:
+def gemm_rates(work: Path, widths: list[int], iters: int = 5, env: dict | None = None) -> dict:
     """Single-precision GEMM rates (GFLOP/s) of Caffe's BLAS, measured with ``caffe time``."""
     out = {}
     n = 2048
     p = work / "gemm_peak.prototxt"
     p.write_text(GEMM_PEAK_NET.format(n=n, k=n, m=n))
     l0 = load()
-    t = parse_time(run_caffe(["time", "-model", str(p), "-iterations", str(iters)], work / "gemm_peak.log"))
+    t = parse_time(run_caffe(["time", "-model", str(p), "-iterations", str(iters)], work / "gemm_peak.log", env=env))
     out["peak"] = {"shape": f"{n}x{n}x{n}", "ms": t["Forward pass"], "gflops": 2 * n ** 3 / t["Forward pass"] / 1e6,
                    "load": [l0, load()]}
     for w in widths:
         p = work / f"gemm_w{w}.prototxt"
         p.write_text(GEMM_SHAPE_NET.format(batch=BATCH, cin=9 * w, cout=w, hw=PATCH))
         l0 = load()
-        t = parse_time(run_caffe(["time", "-model", str(p), "-iterations", str(iters)], work / f"gemm_w{w}.log"))
+        t = parse_time(run_caffe(["time", "-model", str(p), "-iterations", str(iters)], work / f"gemm_w{w}.log", env=env))
         flops = 3 * 2 * w * 9 * w * PATCH * PATCH * BATCH
         out[f"w{w}"] = {"shape": f"1x1 conv {9 * w}->{w} on {PATCH}x{PATCH}, batch {BATCH}, fwd+bwd",
                         "ms": t["Forward-Backward"], "gflops": flops / t["Forward-Backward"] / 1e6,
@@ -434,9 +446,12 @@ def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Pa
             if quick:
                 ti, tt = WARMUP + 3, 1
             print(f"{n}: caffe train {ti} iterations, caffe time {tt} ...", flush=True)
-            r = bench_net(n, work, db, ti, tt)
             w = netgen.get_preset(n).width
-            for k, rate in (("peak", info["gemm"]["peak"]["gflops"]), ("shape", info["gemm"][f"w{w}"]["gflops"])):
+            # the GEMM rate again right before this net: the bound and the net see the same load
+            g = gemm_rates(work, [w], iters=2 if quick else 5)
+            r = bench_net(n, work, db, ti, tt)
+            r["gemm"] = g
+            for k, rate in (("peak", g["peak"]["gflops"]), ("shape", g[f"w{w}"]["gflops"])):
                 bound = r["flops_per_patch"] * r["batch"] / (rate * 1e9)
                 r[f"bound_{k}_s"] = bound
                 r[f"ratio_train_{k}"] = bound / r["train"]["s_per_iter"]
@@ -451,7 +466,6 @@ def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Pa
             info["nets"].append(r)
             print("  " + _line(r), flush=True)
         if threads_compare and "red30" in nets:
-            from . import netgen as _ng
             tr = work / "red30" / "train.prototxt"
             l0 = load()
             env1 = dict(os.environ, OPENBLAS_NUM_THREADS="1")
@@ -459,6 +473,20 @@ def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Pa
                                       work / "red30_t1.log", env=env1))
             info["red30_one_blas_thread"] = {"ms_fwd_bwd": t1["Forward-Backward"], "load": [l0, load()]}
             print(f"red30 caffe time with OPENBLAS_NUM_THREADS=1: {t1['Forward-Backward'] / 1000:.3f} s", flush=True)
+        if threads_compare and "red30" in nets and os.environ.get("OPENBLAS_CORETYPE"):
+            # the environment forces an OpenBLAS kernel: measure OpenBLAS's own choice too
+            tr = work / "red30" / "train.prototxt"
+            env_auto = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+            core = openblas_info_env(machine()["blas"], env_auto)
+            l0 = load()
+            g = gemm_rates(work, [64], iters=2 if quick else 5, env=env_auto)
+            ta = parse_time(run_caffe(["time", "-model", str(tr), "-iterations", "2" if quick else str(ITERS["red30"][1])],
+                                      work / "red30_auto.log", env=env_auto))
+            info["red30_blas_autodetect"] = {"corename": core, "gemm": g, "ms_fwd_bwd": ta["Forward-Backward"],
+                                             "load": [l0, load()]}
+            print(f"red30 caffe time with OPENBLAS_CORETYPE unset (OpenBLAS picks {core}): "
+                  f"{ta['Forward-Backward'] / 1000:.3f} s; GEMM {g['peak']['gflops']:.0f} / {g['w64']['gflops']:.0f} GFLOP/s",
+                  flush=True)
         info["load_end"] = load()
         info["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         atomic_write_text(out_dir / "bench.json", json.dumps(info, indent=2) + "\n")
@@ -491,8 +519,12 @@ def report(info: dict) -> str:
         f"(OpenBLAS core {m['openblas'].get('corename', '?')}, {m['openblas'].get('threads', '?')} threads; "
         f"env {m['env'] or 'none set'}).",
         "",
-        "GEMM rate of that BLAS, measured with `bin/caffe time`: " + "; ".join(
-            f"{k}: {v['gflops']:.1f} GFLOP/s ({v['shape']})" for k, v in g.items()) + ".",
+        "GEMM rate of that BLAS, measured with `bin/caffe time` at the start: " + "; ".join(
+            f"{k}: {v['gflops']:.1f} GFLOP/s ({v['shape']})" for k, v in g.items()) + "; and right before each "
+        "net (used for its bound): " + "; ".join(
+            f"{r['net']}: {r['gemm']['peak']['gflops']:.0f} / " + " / ".join(
+                f"{v['gflops']:.0f}" for k, v in r["gemm"].items() if k != "peak") for r in info["nets"]) +
+        " GFLOP/s (peak / net shape).",
         "",
         "| net | batch | GFLOP/patch (fwd+bwd) | train: s/iter | train: patches/s | caffe time: s | "
         "conv/deconv share | bound (peak) s | bound (net GEMM) s | achieved/bound (peak) | achieved/bound (net GEMM) |",
@@ -522,6 +554,14 @@ def report(info: dict) -> str:
                   "|---|" + "---|" * len(next(iter(info["im2col"].values())))]
         for flags, v in info["im2col"].items():
             lines.append(f"| `{flags}` | " + " | ".join(f"{x['im2col_ms']:.2f} / {x['col2im_ms']:.2f}" for x in v.values()) + " |")
+    if info.get("red30_blas_autodetect"):
+        a = info["red30_blas_autodetect"]
+        r30 = next((r for r in info["nets"] if r["net"] == "red30"), None)
+        lines += ["", f"The environment sets `OPENBLAS_CORETYPE={m['env'].get('OPENBLAS_CORETYPE')}`. Without it "
+                  f"OpenBLAS picks `{a['corename']}` on this CPU: GEMM {a['gemm']['peak']['gflops']:.0f} GFLOP/s "
+                  f"(peak) / {a['gemm']['w64']['gflops']:.0f} GFLOP/s (64-map shapes), RED30 `caffe time` "
+                  f"{a['ms_fwd_bwd'] / 1000:.3f} s (with the forced core: {r30['time']['ms_fwd_bwd'] / 1000:.3f} s; "
+                  f"load {a['load'][0]})."]
     if info.get("red30_one_blas_thread"):
         t = info["red30_one_blas_thread"]
         r30 = next((r for r in info["nets"] if r["net"] == "red30"), None)

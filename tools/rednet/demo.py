@@ -18,7 +18,6 @@ newest snapshot, and the training time already spent counts against ``--minutes`
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime as _dt
 import json
@@ -60,7 +59,7 @@ def _session_seconds(run_dir: Path) -> float:
     return total
 
 
-def train_demo(train_list: Path, iters: int, minutes: float, progress: bool) -> dict:
+def train_demo(train_list: Path, iters: int, minutes: float, progress: bool, blas_core: str | None = None) -> dict:
     from . import train as T
     run_dir = paths.RUNS / RUN
     spent = _session_seconds(run_dir)
@@ -76,7 +75,7 @@ def train_demo(train_list: Path, iters: int, minutes: float, progress: bool) -> 
     val_list = train_list.parent / "val.txt"
     return T.train(NET, TASK, iters=iters, run=RUN, data=str(train_list),
                    val=str(val_list) if val_list.is_file() else None,
-                   snapshot_every=100, display=10, time_limit=left, progress=progress)
+                   snapshot_every=100, display=10, time_limit=left, progress=progress, blas_core=blas_core)
 
 
 def evaluate(run_dir: Path, datasets: Path, ensemble: bool, out_dir: Path) -> dict:
@@ -182,7 +181,7 @@ def cmd_demo(args) -> int:
     train_list = build_database(args.max_images, args.max_patches, args.shard_size, not args.no_progress)
     from . import train as T
     db_info = {"patches": sum(s.rows for s in T.read_list(train_list))}
-    info = train_demo(train_list, args.iters, args.minutes, not args.no_progress)
+    info = train_demo(train_list, args.iters, args.minutes, not args.no_progress, args.blas_core)
     out_dir = paths.RESULTS / "demo"
     res = evaluate(paths.RUNS / RUN, datasets, args.ensemble, out_dir)
     write_results(res, info, out_dir, args.ensemble, db_info)
@@ -199,6 +198,7 @@ def register(subparsers) -> None:
     p.add_argument("--max-patches", type=int, default=16384, help="training patches (default %(default)s)")
     p.add_argument("--shard-size", type=int, default=4096, help="patches per shard (default %(default)s)")
     p.add_argument("--ensemble", action="store_true", help="average 8 orientations (8x slower evaluation)")
+    p.add_argument("--blas-core", help="OPENBLAS_CORETYPE for caffe: auto or a core name (default: the environment's)")
     p.add_argument("--datasets", help="benchmark image folder (default $DATASETS)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)

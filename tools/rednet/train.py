@@ -636,6 +636,8 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[dict, int, Path |
         run_sol.snapshot = record.get("snapshot_every", run_sol.snapshot)
     if plan.display is not None:
         run_sol.display = plan.display
+    elif record is not None:
+        run_sol.display = record.get("display", run_sol.display)
     if plan.mode:
         caffe_pb2, _ = _pb()
         run_sol.solver_mode = caffe_pb2.SolverParameter.GPU if plan.mode == "GPU" else caffe_pb2.SolverParameter.CPU
@@ -707,6 +709,7 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[dict, int, Path |
         "config": config,
         "max_iter": plan.max_iter,
         "snapshot_every": int(run_sol.snapshot),
+        "display": int(run_sol.display),
         "batch_size": tb,
         "iter_size": iter_size,
         "solver_type": run_sol.type,
@@ -735,7 +738,10 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[dict, int, Path |
     }
     info["sessions"].append({"started": _now(), "start_iter": start, "max_iter": plan.max_iter,
                              "mode": "GPU" if run_sol.solver_mode == run_sol.GPU else "CPU",
-                             "schedule": sched, "caffe_version": info["caffe"]["version"]})
+                             "schedule": sched, "caffe_version": info["caffe"]["version"],
+                             # bitwise resumption needs the same BLAS threading in every session
+                             "env": {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                                                "OPENBLAS_CORETYPE") if k in os.environ}})
     _save_json(record_path, info)
     return info, start, state
 
@@ -786,6 +792,41 @@ def _prune_states(snap_dir: Path, keep_from: int | None) -> None:
                 p.unlink()
 
 
+def _follow(line: str, guard: Guard, bar, run_dir: Path, proc, log) -> bool:
+    """Act on one Caffe log line; True when caffe was stopped for divergence."""
+    ev = logparse.parse_line(line)
+    if ev is None:
+        return False
+    if ev.kind == "fatal":
+        guard.fatal.append(ev.text)
+    elif ev.kind == "loss":
+        guard.iteration = ev.iteration
+        if ev.iteration > bar.n:
+            bar.update(ev.iteration - bar.n)
+        bar.set_postfix(loss=f"{ev.value:.4g}", refresh=False)
+    elif ev.kind == "train_output" and ev.index == 0 and guard.iteration is not None:
+        if guard.loss(guard.iteration, ev.value):
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()  # SIGKILL: no snapshot of the diverged weights
+            for rest in proc.stdout:
+                log.write(rest)
+            log.write(f"# rednet train: {_now()} stopped caffe: {guard.diverged}\n")
+            return True
+    elif ev.kind == "snapshot_state":
+        guard.snapshots.append(ev.path)
+        _prune_states(run_dir / "snapshots", guard.last_good_iter)
+        m = SNAP_RE.search(ev.path)
+        if m and int(m.group(1)) > bar.n:
+            bar.update(int(m.group(1)) - bar.n)
+    elif ev.kind == "done":
+        guard.done = True
+        if bar.total and bar.n < bar.total:
+            bar.update(bar.total - bar.n)
+    elif ev.kind == "stopped":
+        guard.stopped = True
+    return False
+
+
 def run_caffe(run_dir: Path, start: int, state: Path | None, max_iter: int, *, guard: Guard,
               time_limit: float | None = None, progress: bool = True, env: dict | None = None) -> str:
     """Run ``bin/caffe train`` for the run in ``run_dir``; return the outcome:
@@ -825,44 +866,19 @@ def run_caffe(run_dir: Path, start: int, state: Path | None, max_iter: int, *, g
             timer.start()
         bar = tqdm(total=max_iter, initial=start, unit="it", dynamic_ncols=True, disable=not progress,
                    desc=run_dir.name, smoothing=0.1, file=sys.stderr)
-        last_iter = start
         try:
             while True:
                 try:
                     line = proc.stdout.readline()
-                except KeyboardInterrupt:
-                    stop_reason = stop_reason or "Ctrl-C"
-                    ask_stop()  # the terminal sent SIGINT to caffe too; a second one is harmless
-                    continue
-                if not line:
-                    break
-                log.write(line)
-                ev = logparse.parse_line(line)
-                if ev is None:
-                    continue
-                if ev.kind == "fatal":
-                    guard.fatal.append(ev.text)
-                elif ev.kind == "loss":
-                    guard.iteration = ev.iteration
-                    if ev.iteration > last_iter:
-                        bar.update(ev.iteration - last_iter)
-                        last_iter = ev.iteration
-                    bar.set_postfix(loss=f"{ev.value:.4g}", refresh=False)
-                elif ev.kind == "train_output" and ev.index == 0 and guard.iteration is not None:
-                    if guard.loss(guard.iteration, ev.value):
-                        with contextlib.suppress(ProcessLookupError):
-                            proc.kill()  # SIGKILL: no snapshot of the diverged weights
-                        for rest in proc.stdout:
-                            log.write(rest)
-                        log.write(f"# rednet train: {_now()} stopped caffe: {guard.diverged}\n")
+                    if not line:
                         break
-                elif ev.kind == "snapshot_state":
-                    guard.snapshots.append(ev.path)
-                    _prune_states(run_dir / "snapshots", guard.last_good_iter)
-                elif ev.kind == "done":
-                    guard.done = True
-                elif ev.kind == "stopped":
-                    guard.stopped = True
+                    log.write(line)
+                    if _follow(line, guard, bar, run_dir, proc, log):
+                        break
+                except KeyboardInterrupt:
+                    # the terminal sent SIGINT to caffe too; a second one is harmless
+                    stop_reason = stop_reason or "Ctrl-C"
+                    ask_stop()
             rc = proc.wait()
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
@@ -894,7 +910,8 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
           val: str | None = None, deploy: str | None = None, snapshot_every: int | None = None,
           display: int | None = None, mode: str | None = None, time_limit: float | None = None,
           diverge_factor: float = DEFAULT_DIVERGE_FACTOR, progress: bool = True, build: bool = True,
-          shuffle_seed: int | None = None, runs_dir: str | Path | None = None) -> dict:
+          shuffle_seed: int | None = None, runs_dir: str | Path | None = None,
+          blas_core: str | None = None) -> dict:
     """Prepare (or resume) a run and train it; return the run record (``status`` says how it ended).
 
     Raises :class:`UserError` for bad input and :class:`TrainError` when training stops on
@@ -921,6 +938,15 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
         iters = old.get("max_iter") if old else int(read_prototxt(src.solver, "SolverParameter").max_iter)
     if iters < 1:
         raise UserError(f"ITERS={iters}: expected a positive number of iterations")
+    if blas_core is not None:
+        # OpenBLAS reads OPENBLAS_CORETYPE when caffe loads it: set it for caffe (and for the
+        # record) here; "auto" lets OpenBLAS detect the CPU (see docs/training.md, bench)
+        if not re.fullmatch(r"[A-Za-z0-9]+", blas_core):
+            raise UserError(f"BLAS_CORE={blas_core!r}: expected auto or an OpenBLAS core name such as SkylakeX, Haswell")
+        if blas_core == "auto":
+            os.environ.pop("OPENBLAS_CORETYPE", None)
+        else:
+            os.environ["OPENBLAS_CORETYPE"] = blas_core
     plan = RunPlan(name, run_dir, src, int(iters), snapshot_every, display, mode, shuffle_seed)
     with _locked(run_dir):
         info, start, state = prepare(plan, resume=resume)
@@ -987,7 +1013,7 @@ def cmd_train(args) -> int:
                  snapshot_every=args.snapshot_every, display=args.display, mode=args.mode,
                  time_limit=args.time_limit * 60 if args.time_limit else None,
                  diverge_factor=args.diverge_factor, progress=not args.no_progress,
-                 shuffle_seed=args.shuffle_seed, runs_dir=args.runs_dir)
+                 shuffle_seed=args.shuffle_seed, runs_dir=args.runs_dir, blas_core=args.blas_core)
     return 0 if info["status"] in ("done", "stopped") else 1
 
 
@@ -1026,6 +1052,8 @@ def register(subparsers) -> None:
     p.add_argument("--data", help="training HDF5 list file instead of the train net's source")
     p.add_argument("--val", help="validation HDF5 list file instead of the test net's source")
     p.add_argument("--deploy", help="deploy net to copy into the run (default gen/<net>/deploy.prototxt)")
+    p.add_argument("--blas-core", help="OPENBLAS_CORETYPE for caffe: auto (OpenBLAS detects the CPU) or a core "
+                                       "name (default: the environment's)")
     p.add_argument("--runs-dir", help="folder of the run folders (default runs/)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
