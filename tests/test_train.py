@@ -380,3 +380,14 @@ def test_blas_core_choice_is_passed_to_caffe_and_recorded(toy, tmp_path):
     assert info["sessions"][-1]["env"]["OPENBLAS_CORETYPE"] == "Haswell"
     r = cli(*train_args(toy, runs, "core", "--blas-core", "rm -rf"))
     assert r.returncode == 2 and "BLAS_CORE=" in r.stderr
+
+
+def test_a_run_folder_in_use_is_refused(toy, tmp_path):
+    import fcntl
+    run = tmp_path / "runs" / "busy"
+    run.mkdir(parents=True)
+    with open(run / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        r = cli(*train_args(toy, tmp_path / "runs", "busy", "--iters", "3"))
+    assert r.returncode == 2 and "another `rednet train` is using this run folder" in r.stderr
+    assert not (run / "run.json").exists()

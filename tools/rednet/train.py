@@ -688,8 +688,11 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[dict, int, Path |
                                      (plan.max_iter + 1) * per_iter, seed, run_dir / "data" / "head_train.h5",
                                      ttops)}
     val_shards = None
-    if test_net is not None and src.val_list is not None and run_sol.test_interval:
-        vb, vtops = _batch(test_net, "val")
+    caffe_pb2, _ = _pb()
+    val_net = test_net if test_net is not None else (
+        train_net if any(r.phase == caffe_pb2.TEST for l in hdf5_layers(train_net) for r in l.include) else None)
+    if val_net is not None and src.val_list is not None and run_sol.test_interval:
+        vb, vtops = _batch(val_net, "val")
         val_shards = read_list(src.val_list, vtops[0])
         ti = run_sol.test_iter[0] if len(run_sol.test_iter) else 0
         T = run_sol.test_interval
