@@ -30,7 +30,7 @@ copies, and ``data/train_schedule.txt`` lists the shards in the order they are t
 (the shard order is reshuffled every epoch with a seeded NumPy generator, which replaces
 Caffe's in-layer shuffle; the rows inside a shard keep the order the database builder
 gave them).  On resume the schedule is rewritten to start at sample ``iter x batch``; when
-that falls inside a shard, the rest of that shard is copied into ``data/head.h5``.  The same
+that falls inside a shard, the rest of that shard is copied into ``data/head_train.h5``.  The same
 is done for the validation net, so the test losses after a resume are those of the
 uninterrupted run too.  See docs/training.md.
 
