@@ -40,7 +40,7 @@ import numpy as np
 
 from . import paths
 from .errors import UserError, atomic_path, atomic_write_text
-from .tasks import Task, get_task, task_name
+from .tasks import Task, get_task, task_from_words, task_name
 
 PATCH = 50
 SHARD_SIZE = 8192            # pairs per shard: 164 MB of float32 data+label in Caffe's memory
@@ -125,11 +125,8 @@ def make_config(task, *, datasets=None, stride=None, noise_repeats=None, max_ima
 
 
 def _datasets_root(datasets) -> Path:
-    root = paths.datasets_dir(datasets)
-    if not root.is_dir():
-        raise UserError(f"DATASETS={root}: folder does not exist (the benchmark images, "
-                        f"see docs/data.md)")
-    return root
+    from .datasets import _root
+    return _root(datasets)
 
 
 def source_files(cfg: Config, split: str) -> list[Path]:
@@ -570,14 +567,7 @@ def bench(parent: Path, *, task="denoise-s30", workers=2, keep=False, **kw) -> d
 
 # --------------------------------------------------------------------------- command line
 def _task_from_args(args) -> str:
-    t = args.task
-    if t in ("denoise", "sr"):
-        level = args.sigma if t == "denoise" else args.scale
-        if level in (None, ""):
-            raise UserError(f"TASK={t}: give {'SIGMA' if t == 'denoise' else 'SCALE'}= "
-                            f"(a level or mixed)")
-        return task_name(t, level)
-    return get_task(t).name
+    return task_from_words(args.task, args.sigma, args.scale)
 
 
 def _cmd(args) -> int:

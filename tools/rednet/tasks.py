@@ -80,3 +80,17 @@ def task_name(kind: str, level: int | float | str | None = None) -> str:
             raise UserError(f"SCALE={level!r}: expected one of {', '.join(map(str, SCALES))} or mixed")
         return name
     raise UserError(f"TASK={kind!r}: expected denoise or sr (or one of {', '.join(TASKS)})")
+
+
+def task_from_words(task: str | None, sigma=None, scale=None) -> str | None:
+    """The task named on a command line: ``denoise`` + ``sigma``, ``sr`` + ``scale``, or a
+    full task name (``denoise-s30``, ``sr-mixed``); ``None`` stays ``None``."""
+    if task is None:
+        return None
+    if task in ("denoise", "sr"):
+        level = sigma if task == "denoise" else scale
+        if level in (None, ""):
+            raise UserError(f"TASK={task}: needs {'SIGMA' if task == 'denoise' else 'SCALE'}= "
+                            f"(a level or mixed), or a full task name such as denoise-s30, sr-x3")
+        return task_name(task, level)
+    return get_task(task).name

@@ -61,7 +61,8 @@ from pathlib import Path
 
 from . import __version__, logparse, paths
 from .errors import UserError, atomic_path, atomic_write_text
-from .tasks import get_task, task_name
+from .datasets import sha256_file
+from .tasks import get_task, task_from_words
 
 SCHEMA = 1
 DEFAULT_DIVERGE_FACTOR = 1e3
@@ -103,14 +104,6 @@ def to_text(msg) -> str:
 
 def sha256_bytes(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
-
-
-def sha256_file(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _abs(p: str | Path) -> Path:
@@ -1002,15 +995,7 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
 
 # ------------------------------------------------------------------------ command line
 def cmd_train(args) -> int:
-    task = args.task
-    if task in ("denoise", "sr"):
-        level = args.sigma if task == "denoise" else args.scale
-        if level in (None, ""):
-            raise UserError(f"TASK={task}: needs {'SIGMA' if task == 'denoise' else 'SCALE'}=... "
-                            f"(or a full task name such as denoise-s30, sr-x3)")
-        task = task_name(task, level)
-    elif task is not None:
-        task = get_task(task).name
+    task = task_from_words(args.task, args.sigma, args.scale)
     info = train(args.net, task, iters=args.iters, run=args.run, resume=True if args.resume else None,
                  solver=args.solver, data=args.data, val=args.val, deploy=args.deploy,
                  snapshot_every=args.snapshot_every, display=args.display, mode=args.mode,
