@@ -351,6 +351,21 @@ def _cell_text(paper, ours, digits):
     return f"{paper:.{digits}f} / {ours:.{digits}f} ({ours - paper:+.{digits}f})"
 
 
+def _methods(spec) -> list:
+    """A table's method columns, plus Bicubic for the SR tables (always computed)."""
+    return list(spec.methods) + (["Bicubic"] if spec.kind == "sr" else [])
+
+
+def _cells(tables):
+    """Every (table, spec, dataset, setting, method) of the given tables, in the paper's order."""
+    for t in tables:
+        spec = TABLES[t]
+        for d in spec.datasets:
+            for s in spec.settings():
+                for m in _methods(spec):
+                    yield t, spec, d, s, m
+
+
 def run(cfg: EvalConfig) -> dict:
     """Evaluate every requested table; write tables.md, tables.csv and per-image CSVs."""
     paper = read_paper()
@@ -359,24 +374,19 @@ def run(cfg: EvalConfig) -> dict:
     provenance: dict[tuple, str] = {}
     missing: dict[tuple, str] = {}
     bicubic_check = []
-    for t in cfg.tables:
-        spec = TABLES[t]
-        methods = list(spec.methods) + (["Bicubic"] if spec.kind == "sr" else [])
-        for d in spec.datasets:
-            for s in spec.settings():
-                for m in methods:
-                    rows, what, reason = evaluate_cell(spec, d, s, m, cfg, restorers)
-                    key = (t, d, s, m)
-                    if rows is None:
-                        missing[key] = reason
-                        continue
-                    ours[key] = (float(np.mean([r["psnr"] for r in rows])),
-                                 float(np.mean([r["ssim"] for r in rows])))
-                    provenance[key] = f"{what}, {len(rows)} images"
-                    if m == "Bicubic" and (d, level_of(s)) in PUBLISHED_BICUBIC and t in (3, 4, 5):
-                        bicubic_check.append((d, s, float(np.mean([r["psnr_srcnn"] for r in rows])),
-                                              float(np.mean([r["ssim_srcnn"] for r in rows])),
-                                              *PUBLISHED_BICUBIC[(d, level_of(s))], len(rows)))
+    for t, spec, d, s, m in _cells(cfg.tables):
+        rows, what, reason = evaluate_cell(spec, d, s, m, cfg, restorers)
+        key = (t, d, s, m)
+        if rows is None:
+            missing[key] = reason
+            continue
+        ours[key] = (float(np.mean([r["psnr"] for r in rows])),
+                     float(np.mean([r["ssim"] for r in rows])))
+        provenance[key] = f"{what}, {len(rows)} images"
+        if m == "Bicubic" and (d, level_of(s)) in PUBLISHED_BICUBIC and t in (3, 4, 5):
+            bicubic_check.append((d, s, float(np.mean([r["psnr_srcnn"] for r in rows])),
+                                  float(np.mean([r["ssim_srcnn"] for r in rows])),
+                                  *PUBLISHED_BICUBIC[(d, level_of(s))], len(rows)))
     cfg.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cfg.out / "tables.csv", _tables_csv(cfg, paper, ours))
     atomic_write_text(cfg.out / "tables.md", _tables_md(cfg, paper, ours, provenance, missing, bicubic_check))
@@ -387,18 +397,13 @@ def _tables_csv(cfg, paper, ours) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
-    for t in cfg.tables:
-        spec = TABLES[t]
-        methods = list(spec.methods) + (["Bicubic"] if spec.kind == "sr" else [])
-        for d in spec.datasets:
-            for s in spec.settings():
-                for m in methods:
-                    p = paper.get((t, d, s, m))
-                    if p is not None:
-                        w.writerow([t, d, s, m, "paper", _num(p["psnr"], 2), _num(p["ssim"], 4)])
-                    o = ours.get((t, d, s, m))
-                    if o is not None:
-                        w.writerow([t, d, s, m, "ours", f"{o[0]:.4f}", f"{o[1]:.5f}"])
+    for t, spec, d, s, m in _cells(cfg.tables):
+        p = paper.get((t, d, s, m))
+        if p is not None:
+            w.writerow([t, d, s, m, "paper", _num(p["psnr"], 2), _num(p["ssim"], 4)])
+        o = ours.get((t, d, s, m))
+        if o is not None:
+            w.writerow([t, d, s, m, "ours", f"{o[0]:.4f}", f"{o[1]:.5f}"])
     return buf.getvalue()
 
 
@@ -423,7 +428,7 @@ def _tables_md(cfg, paper, ours, provenance, missing, bicubic_check) -> str:
     L.append("")
     for t in cfg.tables:
         spec = TABLES[t]
-        methods = list(spec.methods) + (["Bicubic"] if spec.kind == "sr" else [])
+        methods = _methods(spec)
         L += [f"## Table {t}: {spec.caption}", ""]
         # the paper's layout: rows PSNR/SSIM x level; columns the methods (Tables 1-5) or the
         # test sets (single-model Tables 6-7); Bicubic added for SR
