@@ -71,6 +71,15 @@ def to_y(img: np.ndarray) -> np.ndarray:
     return matlab.rgb2y(img.astype(np.float64) / 255.0) * 255.0
 
 
+def _prepare(img, ref, name: str, crop_border: int, test_y_channel: bool):
+    """Both images checked, optionally reduced to luminance, as float64, borders cropped."""
+    img, ref = np.asarray(img), np.asarray(ref)
+    _check_pair(img, ref, name)
+    if test_y_channel:
+        img, ref = to_y(img), to_y(ref)
+    return _crop(img.astype(np.float64), crop_border), _crop(ref.astype(np.float64), crop_border)
+
+
 def psnr(img: np.ndarray, ref: np.ndarray, crop_border: int = 0, test_y_channel: bool = False,
          data_range: float = 255.0) -> float:
     """Peak signal-to-noise ratio in dB.
@@ -87,12 +96,7 @@ def psnr(img: np.ndarray, ref: np.ndarray, crop_border: int = 0, test_y_channel:
         ``10 * log10(data_range**2 / mean((img - ref)**2))`` over all pixels (and channels);
         ``inf`` for identical images.
     """
-    img, ref = np.asarray(img), np.asarray(ref)
-    _check_pair(img, ref, "psnr")
-    if test_y_channel:
-        img, ref = to_y(img), to_y(ref)
-    a = _crop(img.astype(np.float64), crop_border)
-    b = _crop(ref.astype(np.float64), crop_border)
+    a, b = _prepare(img, ref, "psnr", crop_border, test_y_channel)
     mse = np.mean((a - b) ** 2)
     if mse == 0:
         return float("inf")
@@ -113,12 +117,7 @@ def ssim(img: np.ndarray, ref: np.ndarray, crop_border: int = 0, test_y_channel:
     Returns:
         the mean SSIM over the valid region, a float in [-1, 1].
     """
-    img, ref = np.asarray(img), np.asarray(ref)
-    _check_pair(img, ref, "ssim")
-    if test_y_channel:
-        img, ref = to_y(img), to_y(ref)
-    a = _crop(img.astype(np.float64), crop_border)
-    b = _crop(ref.astype(np.float64), crop_border)
+    a, b = _prepare(img, ref, "ssim", crop_border, test_y_channel)
     if min(a.shape[:2]) < 11:
         raise ValueError(f"ssim: image of {a.shape[:2]} is smaller than the 11x11 window")
     if a.ndim == 3:
