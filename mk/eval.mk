@@ -6,7 +6,7 @@
 #   make restore IN=noisy.png OUT=clean.png TASK=denoise SIGMA=30 [MODEL=runs/<name>]
 #
 # `tables` always runs: every cell is cached in results/per_image/ with a record of what made it
-# (model file, size, mtime, options), so a run with nothing new is cheap and one new model only
+# (model and deploy files by sha256, options), so a run with nothing new is cheap and one new model only
 # computes its own cells.
 
 TABLES       ?= 1-7

@@ -112,15 +112,21 @@ def test_tables_end_to_end_with_a_real_model(tmp_path, model_dirs, datasets_dir)
     assert "first 2 images" in md
     assert res["missing"][(3, "Set5", "x3", "RED10")].startswith("no model for sr-x3")
     # a second run reuses the cells; new weights make it recompute just that model's cells
-    mtime = per.stat().st_mtime_ns
+    # (inode, not mtime: cells are written to a temporary name and renamed, so a rewrite is
+    # a new inode, while two writes can share an mtime on a coarse-clock file system)
+    ino, before = per.stat().st_ino, per.read_text()
+    t1 = out / "per_image" / "t1_denoise14_sigma30_RED10.csv"
+    t1_ino = t1.stat().st_ino
     tables.run(cfg)
-    assert per.stat().st_mtime_ns == mtime
+    assert per.stat().st_ino == ino
     from test_restore import make_model
     import caffe
     _, w2 = make_model(tmp_path / "other", caffe, depth=4, width=8, seed=9)
     os.replace(w2, model_dirs / "red10" / "sr-x2.caffemodel")
+    os.utime(model_dirs / "red10" / "sr-x2.caffemodel", ns=(0, 0))  # same size, any mtime: content decides
     tables.run(cfg)
-    assert per.stat().st_mtime_ns != mtime
+    assert per.stat().st_ino != ino and per.read_text() != before
+    assert t1.stat().st_ino == t1_ino   # the denoising model did not change
 
 
 def test_tables_bm3d_uses_the_same_noise_and_cache(tmp_path, datasets_dir, monkeypatch):

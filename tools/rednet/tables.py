@@ -229,8 +229,13 @@ def find_red_model(method: str, spec: TableSpec, level: int, cfg: EvalConfig):
 
 
 def _file_id(p: Path) -> dict:
-    st = p.stat()
-    return {"path": rel(p), "size": st.st_size, "mtime": int(st.st_mtime)}
+    """What a cached cell depends on in a file: its path and its content (sha256).
+
+    Content, not size and mtime: a retrained or copied-in model of the same shape has the
+    same size, and can carry the same whole-second (or coarse-tick) mtime as the old one.
+    """
+    from .datasets import sha256_file
+    return {"path": rel(p), "sha256": sha256_file(p)}
 
 
 # --------------------------------------------------------------------------- evaluating one cell
