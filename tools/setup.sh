@@ -46,14 +46,23 @@ trap 'rc=$?; [ $rc -ne 0 ] && printf "\nsetup failed at step \"%s\" (exit %s); s
 
 did_something=0
 
+# Bring-your-own Python (conda route): PYTHON=... already imports caffe.  Its caffe binary is
+# the one on PATH or the one beside the interpreter ($CONDA_PREFIX/bin/caffe).
+BYO_PY=""; BYO_CAFFE=""
+if [ -n "$PYTHON" ] && [ -z "$CAFFE_HOME" ] && "$PYTHON" -c 'import caffe' >/dev/null 2>&1; then
+  BYO_PY=1
+  if [ -x "$(dirname "$PYTHON")/caffe" ]; then BYO_CAFFE="$(dirname "$PYTHON")/caffe"
+  elif command -v caffe >/dev/null 2>&1; then BYO_CAFFE="$(command -v caffe)"; fi
+fi
+
 # ---------------------------------------------------------------- 1. Debian packages
 CURRENT_STEP="Debian packages"
 step "$CURRENT_STEP"
 if [ -n "$CAFFE_HOME" ]; then
   say "CAFFE_HOME given: Caffe build packages are not needed"
   missing=()
-elif [ -n "$PYTHON" ] && "$PYTHON" -c 'import caffe' >/dev/null 2>&1 && command -v caffe >/dev/null 2>&1; then
-  say "PYTHON=$PYTHON already imports caffe and caffe is on PATH: Caffe build packages are not needed"
+elif [ -n "$BYO_PY" ] && [ -n "$BYO_CAFFE" ]; then
+  say "PYTHON=$PYTHON already imports caffe, and there is $BYO_CAFFE: Caffe build packages are not needed"
   missing=()
 else
   missing=()
@@ -92,17 +101,46 @@ fi
 PYVER="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 say "base interpreter: $PYTHON (Python $PYVER)"
 req_hash="$(sha256sum requirements.txt | cut -d' ' -f1)"
-if [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" = "$req_hash" ]; then
+# what .venv was made from: pinned or kept (BYO), the requirements, the base interpreter
+marker="$([ -n "$BYO_PY" ] && echo byo || echo pinned) $req_hash $(readlink -f "$PYTHON")"
+old_marker="$(cat "$VENV/.requirements.sha256" 2>/dev/null || true)"
+if [ -x "$VENV/bin/python" ] && [ "$old_marker" = "$marker" ]; then
   say "up to date ($VENV)"
 else
+  old_words=($old_marker)
+  if [ -e "$VENV" ] && [ ${#old_words[@]} -eq 3 ] \
+     && [ "${old_words[0]} ${old_words[2]}" != "$(echo "$marker" | cut -d' ' -f1,3)" ]; then
+    say "$VENV was made from another interpreter or route (${old_words[0]} ${old_words[2]}): making it again"
+    rm -rf "$VENV"
+  fi
   if [ ! -x "$VENV/bin/python" ]; then
     # --system-site-packages lets a conda/system pycaffe stay importable (bring-your-own route)
     "$PYTHON" -m venv --system-site-packages "$VENV" || fail "could not create $VENV (Debian: apt-get install python3-venv)"
   fi
-  say "pip install -r requirements.txt (pinned)"
-  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-  "$VENV/bin/python" -m pip install -q -r requirements.txt || fail "pip install -r requirements.txt failed"
-  echo "$req_hash" > "$VENV/.requirements.sha256"
+  if [ -n "$BYO_PY" ]; then
+    # keep the environment's numpy/protobuf (its pycaffe is compiled against them); add only
+    # what is missing, holding everything present at its version
+    byo="$ROOT/tools/caffe_build/byo_python_deps.py"
+    # .venv sees what PYTHON sees (its site-packages even when PYTHON is itself a venv)
+    vsite="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    "$PYTHON" "$byo" paths > "$vsite/_rednet_byo_python.pth" || fail "could not read the import paths of $PYTHON"
+    need="$("$VENV/bin/python" "$byo" missing requirements.txt)" || fail "could not check the packages of $PYTHON"
+    if [ -n "$need" ]; then
+      say "PYTHON=$PYTHON imports caffe: keeping its packages, installing the missing: $(echo $need)"
+      cons="$VENV/.byo-constraints.txt"
+      "$VENV/bin/python" "$byo" constraints > "$cons"
+      "$VENV/bin/python" -m pip install -q -c "$cons" $need \
+        || fail "pip install of $(echo $need) into $VENV failed (install them into $PYTHON's environment, e.g. with conda)"
+    else
+      say "PYTHON=$PYTHON imports caffe and has every package the project needs: nothing installed"
+    fi
+    say "in use: $("$VENV/bin/python" "$byo" versions) (the pins of requirements.txt are what CI tests)"
+  else
+    say "pip install -r requirements.txt (pinned)"
+    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+    "$VENV/bin/python" -m pip install -q -r requirements.txt || fail "pip install -r requirements.txt failed"
+  fi
+  echo "$marker" > "$VENV/.requirements.sha256"
   did_something=1
 fi
 VPY="$VENV/bin/python"
@@ -137,6 +175,11 @@ if [ -n "$CAFFE_HOME" ]; then
   [ -n "$pyp" ] || fail "CAFFE_HOME=$CAFFE_HOME has no pycaffe (looked for python/caffe, lib/python3*/site-packages/caffe)"
   say "using your Caffe: $bin, pycaffe in $pyp"
   write_env "$bin" "$pyp" "$CAFFE_HOME/build/lib:$CAFFE_HOME/lib" "CAFFE_HOME"
+elif [ -n "$BYO_PY" ]; then
+  [ -n "$BYO_CAFFE" ] || fail "PYTHON=$PYTHON imports caffe, but there is no caffe binary beside it or on PATH"
+  "$VPY" -c 'import caffe' >/dev/null 2>&1 || fail "$VPY cannot import caffe although $PYTHON can"
+  say "using your Caffe: $BYO_CAFFE, pycaffe of $PYTHON"
+  write_env "$BYO_CAFFE" "" "" "PYTHON"
 elif [ -z "${FORCE_BUILD:-}" ] && [ ! -f "$ENV_FILE" ] && "$VPY" -c 'import caffe' >/dev/null 2>&1 && command -v caffe >/dev/null 2>&1; then
   say "pycaffe already importable and caffe on PATH: using them ($(command -v caffe))"
   write_env "$(command -v caffe)" "" "" "preinstalled"
