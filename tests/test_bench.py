@@ -66,4 +66,11 @@ def test_quick_bench_end_to_end(tmp_path):
     assert r["train"]["patches_per_s"] > 0 and r["time"]["patches_per_s"] > 0
     assert r["bound_peak_s"] > 0 and 0 < r["ratio_train_peak"] < 2
     assert json.loads((tmp_path / "bench.json").read_text())["nets"][0]["net"] == "red10"
-    assert "| red10 |" in (tmp_path / "bench.md").read_text()
+    md = (tmp_path / "bench.md").read_text()
+    assert "| red10 |" in md
+    if info["torch"]["version"]:        # the optional PyTorch row, where torch is installed
+        t = info["torch"]["nets"][0]
+        assert t["net"] == "red10" and t["patches_per_s"] > 0
+        assert "PyTorch" in md and f"{t['patches_per_s']:.1f}" in md
+    else:
+        assert "PyTorch comparison: not run" in md

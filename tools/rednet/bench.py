@@ -416,7 +416,7 @@ def bench_net(name: str, work: Path, db_list: Path, train_iters: int, time_iters
 
 
 def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Path | None = None,
-              threads_compare: bool = True) -> dict:
+              threads_compare: bool = True, torch_compare: bool = True) -> dict:
     from . import netgen
     for n in nets:
         netgen.get_preset(n)  # UserError for unknown names
@@ -487,6 +487,8 @@ def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Pa
             print(f"red30 caffe time with OPENBLAS_CORETYPE unset (OpenBLAS picks {core}): "
                   f"{ta['Forward-Backward'] / 1000:.3f} s; GEMM {g['peak']['gflops']:.0f} / {g['w64']['gflops']:.0f} GFLOP/s",
                   flush=True)
+        if torch_compare:
+            info["torch"] = torch_rows(info["nets"], quick)
         info["load_end"] = load()
         info["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         atomic_write_text(out_dir / "bench.json", json.dumps(info, indent=2) + "\n")
@@ -498,6 +500,29 @@ def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Pa
         return info
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def torch_rows(caffe_rows: list[dict], quick: bool) -> dict:
+    """The same nets' training step in PyTorch (optional: only where ``import torch`` works)."""
+    from . import bench_torch, netgen
+    version = bench_torch.torch_version()
+    if version is None:
+        print("PyTorch comparison: torch is not installed in the project's Python (optional; docs/training.md)")
+        return {"version": None, "nets": []}
+    rows = []
+    for r in caffe_rows:
+        ti = 2 if quick else max(3, ITERS[r["net"]][0] // 2)
+        print(f"{r['net']}: PyTorch {version} training step, {ti} iterations ...", flush=True)
+        l0 = load()
+        t = bench_torch.train_step_rate(netgen.get_preset(r["net"]), batch=r["batch"], patch=PATCH, iters=ti,
+                                        warmup=1 if quick else WARMUP)
+        t.update(net=r["net"], load=[l0, load()],
+                 vs_caffe_train=t["patches_per_s"] / r["train"]["patches_per_s"],
+                 vs_bound_peak=r["bound_peak_s"] / t["s_per_iter"])
+        rows.append(t)
+        print(f"  {t['s_per_iter']:.3f} s/it = {t['patches_per_s']:.1f} patches/s "
+              f"({t['vs_caffe_train']:.2f}x Caffe's train)", flush=True)
+    return {"version": version, "nets": rows}
 
 
 def _line(r: dict) -> str:
@@ -554,6 +579,23 @@ def report(info: dict) -> str:
                   "|---|" + "---|" * len(next(iter(info["im2col"].values())))]
         for flags, v in info["im2col"].items():
             lines.append(f"| `{flags}` | " + " | ".join(f"{x['im2col_ms']:.2f} / {x['col2im_ms']:.2f}" for x in v.values()) + " |")
+    tc = info.get("torch")
+    if tc is not None and tc["nets"]:
+        lines += ["", f"The same networks' training step in {tc['nets'][0]['framework']} on the same CPU "
+                  f"({tc['nets'][0]['threads']} threads, oneDNN {'on' if tc['nets'][0]['mkldnn'] else 'off'}): "
+                  "same batch, EuclideanLoss, Adam, no data loading (`rednet.bench_torch`; a test checks that it "
+                  "computes what the Caffe net computes). The bound is the one above (OpenBLAS GEMM in Caffe); "
+                  "PyTorch's own kernels can exceed it.", "",
+                  "| net | Caffe train: patches/s | PyTorch: s/iter | PyTorch: patches/s | PyTorch / Caffe | "
+                  "bound (peak) / PyTorch time |", "|---|---|---|---|---|---|"]
+        caffe_by_net = {r["net"]: r for r in info["nets"]}
+        for t in tc["nets"]:
+            lines.append(f"| {t['net']} | {caffe_by_net[t['net']]['train']['patches_per_s']:.1f} | "
+                         f"{t['s_per_iter']:.3f} ({t['iterations']} it) | {t['patches_per_s']:.1f} | "
+                         f"{t['vs_caffe_train']:.2f}x | {t['vs_bound_peak']:.0%} |")
+    elif tc is not None:
+        lines += ["", "PyTorch comparison: not run (torch is not installed in the project's Python; optional, "
+                  "see docs/training.md)."]
     if info.get("red30_blas_autodetect"):
         a = info["red30_blas_autodetect"]
         r30 = next((r for r in info["nets"] if r["net"] == "red30"), None)
@@ -581,7 +623,7 @@ def report(info: dict) -> str:
 def cmd_bench(args) -> int:
     nets = args.nets.split(",") if args.nets else list(NETS)
     run_bench(nets, shard_size=args.shard_size, quick=args.quick, out_dir=args.out,
-              threads_compare=not args.no_threads_compare)
+              threads_compare=not args.no_threads_compare, torch_compare=not args.no_torch)
     return 0
 
 
@@ -593,4 +635,6 @@ def register(subparsers) -> None:
     p.add_argument("--quick", action="store_true", help="a few iterations only (for tests)")
     p.add_argument("--out", help="output folder (default results/bench)")
     p.add_argument("--no-threads-compare", action="store_true", help="skip the RED30 run with one BLAS thread")
+    p.add_argument("--no-torch", action="store_true",
+                   help="skip the PyTorch comparison (run only where torch is installed)")
     p.set_defaults(func=cmd_bench)
