@@ -257,7 +257,7 @@ def test_downloaded_jpegs_count_as_bsd300(datasets_dir, tmp_path):
     png = root / "BSD300" / "images" / "train" / "2092.png"
     png.unlink()
     official = D.official_bsds300()["BSD300/images/train/2092.jpg"][0]
-    with pytest.raises(UserError, match=f"2092.png: missing .*"):
+    with pytest.raises(UserError, match="2092.png: missing .*"):
         D.verify("BSD300", root)
     (root / "BSD300" / "images" / "train" / "2092.jpg").write_bytes(b"\xff\xd8 not it")
     with pytest.raises(UserError, match=f"2092.jpg: sha256 .* differs from the expected {official}"):

@@ -2,7 +2,6 @@
 computes, and Caffe's HDF5Data layer reads back what h5py wrote."""
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 

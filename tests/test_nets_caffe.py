@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import h5py
 import numpy as np

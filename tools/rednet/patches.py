@@ -40,7 +40,7 @@ import numpy as np
 
 from . import paths
 from .errors import UserError, atomic_path, atomic_write_text
-from .tasks import Task, get_task, task_from_words, task_name
+from .tasks import Task, get_task, task_from_words
 
 PATCH = 50
 SHARD_SIZE = 8192            # pairs per shard: 164 MB of float32 data+label in Caffe's memory
