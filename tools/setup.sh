@@ -258,7 +258,14 @@ fi
 CURRENT_STEP="check"
 step "$CURRENT_STEP"
 "$ROOT/bin/caffe" --version >/dev/null 2>&1 || fail "bin/caffe --version does not run"
-"$ROOT/bin/python" -c 'import caffe, h5py, jinja2' || fail "bin/python cannot import caffe, h5py, jinja2"
+if ! imp_err="$("$ROOT/bin/python" -c 'import caffe, h5py, jinja2' 2>&1)"; then
+  printf '%s\n' "$imp_err" | tail -5 >&2
+  hint=""
+  if printf '%s' "$imp_err" | grep -qi "numpy 1\.x\|_ARRAY_API\|numpy.core.multiarray failed"; then
+    hint=" (that pycaffe was compiled against numpy 1.x, .venv has numpy 2: use make setup PYTHON=<the Python it was built for>, which keeps that Python's numpy)"
+  fi
+  fail "bin/python cannot import caffe, h5py, jinja2$hint"
+fi
 say "bin/caffe: $("$ROOT/bin/caffe" --version 2>&1 | head -1)"
 say "bin/python: import caffe ok"
 trap - EXIT
