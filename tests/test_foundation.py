@@ -23,6 +23,9 @@ def test_caffe_binary_is_cpu_build_with_hdf5():
     # and the binary must link the HDF5 library (HDF5Data is how training data arrives).
     env_file = (ROOT / ".caffe" / "env").read_text()
     caffe_bin = next(l.split("=", 1)[1].strip("'") for l in env_file.splitlines() if l.startswith("CAFFE_BIN="))
+    # resolved: ldd takes $ORIGIN (the binary's rpath) from the path it is given, not from the
+    # file a symlink points at (a bring-your-own caffe may be a link)
+    caffe_bin = str(Path(caffe_bin).resolve())
     libs = subprocess.run(["ldd", caffe_bin], capture_output=True, text=True).stdout
     assert "libcaffe" in libs
     libcaffe = next(l.split("=>")[1].split()[0] for l in libs.splitlines() if "libcaffe" in l)
