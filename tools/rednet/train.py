@@ -815,9 +815,9 @@ def _follow(line: str, guard: Guard, bar, run_dir: Path, proc, log) -> bool:
         if m and int(m.group(1)) > bar.n:
             bar.update(int(m.group(1)) - bar.n)
     elif ev.kind == "done":
+        # Caffe prints "Optimization Done." after a requested stop too, so the bar is not
+        # filled here: the final snapshot (always written) moves it to where training ended
         guard.done = True
-        if bar.total and bar.n < bar.total:
-            bar.update(bar.total - bar.n)
     elif ev.kind == "stopped":
         guard.stopped = True
     return False
