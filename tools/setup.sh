@@ -102,15 +102,16 @@ PYVER="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 say "base interpreter: $PYTHON (Python $PYVER)"
 req_hash="$(sha256sum requirements.txt | cut -d' ' -f1)"
 # what .venv was made from: pinned or kept (BYO), the requirements, the base interpreter
-marker="$([ -n "$BYO_PY" ] && echo byo || echo pinned) $req_hash $(readlink -f "$PYTHON")"
+route="$([ -n "$BYO_PY" ] && echo byo || echo pinned)"
+base="$(readlink -f "$PYTHON")"
+marker="$route $req_hash $base"
 old_marker="$(cat "$VENV/.requirements.sha256" 2>/dev/null || true)"
 if [ -x "$VENV/bin/python" ] && [ "$old_marker" = "$marker" ]; then
   say "up to date ($VENV)"
 else
-  old_words=($old_marker)
-  if [ -e "$VENV" ] && [ ${#old_words[@]} -eq 3 ] \
-     && [ "${old_words[0]} ${old_words[2]}" != "$(echo "$marker" | cut -d' ' -f1,3)" ]; then
-    say "$VENV was made from another interpreter or route (${old_words[0]} ${old_words[2]}): making it again"
+  read -r old_route _ old_base <<< "$old_marker"
+  if [ -e "$VENV" ] && [ -n "$old_base" ] && [ "$old_route $old_base" != "$route $base" ]; then
+    say "$VENV was made from another interpreter or route ($old_route $old_base): making it again"
     rm -rf "$VENV"
   fi
   if [ ! -x "$VENV/bin/python" ]; then

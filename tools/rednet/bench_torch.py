@@ -2,7 +2,8 @@
 
 `make bench` adds a PyTorch row when ``import torch`` works in the project's Python; the
 project never needs PyTorch otherwise (install it into .venv by hand: a CPU build, e.g.
-``bin/python -m pip install torch --index-url https://download.pytorch.org/whl/cpu``).
+``bin/python -m pip install torch --index-url https://download.pytorch.org/whl/cpu``;
+measured here with a local ``torch==2.13.0+cpu`` wheel).
 
 What is compared: one training iteration as `caffe train` does it for the bench: a batch of
 16 single-channel 50x50 patches, forward through the same net, Caffe's EuclideanLoss

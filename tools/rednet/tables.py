@@ -306,12 +306,12 @@ def evaluate_cell(spec: TableSpec, dataset: str, setting: str, method: str, cfg:
         if model is None:
             return None, "", reason
         key = (str(model.deploy), str(model.weights))
-        if key not in restorers:
+        if key not in restorers:   # the net and the files' hashes, once per model and run
             from .restore import Restorer
-            restorers[key] = Restorer(model.deploy, model.weights, max_memory_mb=cfg.max_memory_mb)
-        r = restorers[key]
-        record = {"method": method, "net": model.net, "task": model.task, "weights": _file_id(model.weights),
-                  "deploy": _file_id(model.deploy), "ensemble": cfg.ensemble}
+            restorers[key] = (Restorer(model.deploy, model.weights, max_memory_mb=cfg.max_memory_mb),
+                              {"weights": _file_id(model.weights), "deploy": _file_id(model.deploy)})
+        r, file_ids = restorers[key]
+        record = {"method": method, "net": model.net, "task": model.task, **file_ids, "ensemble": cfg.ensemble}
         fn = lambda x, name: r.restore(x.astype(np.float32), cfg.ensemble)  # noqa: E731
         what = f"{model.net} {model.task} {rel(model.weights)}"
     else:
