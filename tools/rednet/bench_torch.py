@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 
 from .errors import UserError
+from .refnet import mirror_source
 
 
 def torch_version() -> str | None:
@@ -55,14 +56,6 @@ def build(cfg):
                 nn.ConvTranspose2d(cfg.width, cfg.channels if i == n else cfg.width, 3, padding=1)
                 for i in range(1, n + 1))
 
-        @staticmethod
-        def mirror_source(t):
-            """The encoder layer whose output is added into layer t (as refnet.forward)."""
-            if cfg.skip is None or t <= n:
-                return None
-            j = n - (t - n)
-            return j if (1 <= j < n and j % cfg.skip == 0) else None
-
         def forward(self, x):
             outs = {}
             h = x
@@ -71,7 +64,7 @@ def build(cfg):
                 h = layer(h)
                 if t == cfg.depth:
                     break
-                j = self.mirror_source(t)
+                j = mirror_source(cfg, t)
                 if j is not None:
                     h = h + outs[j]
                 h = torch.relu(h)

@@ -55,6 +55,16 @@ def relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0)
 
 
+def mirror_source(cfg, t: int) -> int | None:
+    """The mirrored skip into layer t: encoder layer n-i into decoder layer n+i (n = depth/2)
+    when n-i is a multiple of the span k; None for encoder layers and where there is none."""
+    n, k = cfg.depth // 2, cfg.skip
+    if cfg.shortcuts != "mirror" or k is None or t <= n:
+        return None
+    j = n - (t - n)
+    return j if (1 <= j < n and j % k == 0) else None
+
+
 def forward(cfg, params: dict, image: np.ndarray) -> dict:
     """Run RED-Net ``cfg`` on ``image`` (C, H, W) with ``params[name] = (W, b)``.
 
@@ -69,13 +79,6 @@ def forward(cfg, params: dict, image: np.ndarray) -> dict:
     blobs = {"data": x0}
     outs = {0: x0}          # layer number (1..depth) -> output after its sum and ReLU
     h = x0
-
-    def mirror_source(t):
-        """Mirrored skip into decoder layer t (= n + i): c_{n-i} when n-i is a multiple of k."""
-        if cfg.shortcuts != "mirror" or k is None or t <= n:
-            return None
-        jj = n - (t - n)
-        return jj if (1 <= jj < n and jj % k == 0) else None
 
     def seq_source(t):
         """He-style block shortcut into layer t: from layer t-k when t-k = 1 + k*q."""
@@ -101,7 +104,7 @@ def forward(cfg, params: dict, image: np.ndarray) -> dict:
                 h = deconv2d(h, W, b, stride=s if i > n - m else 1, pad=1)
         if t == cfg.depth:
             break
-        j = mirror_source(t)
+        j = mirror_source(cfg, t)
         if j is not None:
             h = h + outs[j]
         a = seq_source(t)
