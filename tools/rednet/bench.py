@@ -37,6 +37,7 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -82,10 +83,18 @@ def linked_blas(binary: Path) -> str | None:
     return None
 
 
-def openblas_info(lib: str | None) -> dict:
-    """OpenBLAS's own description of itself (config string, core it picked, threads)."""
+def openblas_info(lib: str | None, env: dict | None = None) -> dict:
+    """OpenBLAS's own description of itself (config string, core it picked, threads).
+
+    With ``env``, asked in a child process under that environment: OpenBLAS reads its
+    environment (OPENBLAS_CORETYPE, thread counts) once, when it is loaded.
+    """
     if not lib:
         return {}
+    if env is not None:
+        code = "import json, sys; from rednet.bench import openblas_info; print(json.dumps(openblas_info(sys.argv[1])))"
+        r = subprocess.run([sys.executable, "-c", code, lib], capture_output=True, text=True, env=env, timeout=60)
+        return json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip() else {}
     try:
         so = ctypes.CDLL(lib)
     except OSError:
@@ -100,17 +109,6 @@ def openblas_info(lib: str | None) -> dict:
     if f is not None:
         info["threads"] = int(f())
     return info
-
-
-def openblas_info_env(lib: str | None, env: dict) -> str | None:
-    """The OpenBLAS core name under ``env`` (asked in a child process: OpenBLAS reads its
-    environment once, when it is loaded)."""
-    if not lib:
-        return None
-    code = ("import ctypes, sys; so = ctypes.CDLL(sys.argv[1]); f = so.openblas_get_corename; "
-            "f.restype = ctypes.c_char_p; print(f().decode())")
-    r = subprocess.run([os.sys.executable, "-c", code, lib], capture_output=True, text=True, env=env, timeout=60)
-    return r.stdout.strip() or None
 
 
 def machine() -> dict:
@@ -477,7 +475,7 @@ def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Pa
             # the environment forces an OpenBLAS kernel: measure OpenBLAS's own choice too
             tr = work / "red30" / "train.prototxt"
             env_auto = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
-            core = openblas_info_env(machine()["blas"], env_auto)
+            core = openblas_info(info["machine"]["blas"], env_auto).get("corename")
             l0 = load()
             g = gemm_rates(work, [64], iters=2 if quick else 5, env=env_auto)
             ta = parse_time(run_caffe(["time", "-model", str(tr), "-iterations", "2" if quick else str(ITERS["red30"][1])],
