@@ -509,6 +509,7 @@ class RunPlan:
     display: int | None = None
     mode: str | None = None
     shuffle_seed: int | None = None
+    env: dict | None = None           # caffe's environment (None: this process's)
 
 
 def _rewrite_nets(train_net, test_net, run_dir: Path, shuffle: bool):
@@ -732,12 +733,13 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[dict, int, Path |
         "sessions": (record.get("sessions", []) if record else []),
         "status": "prepared",
     }
+    env = plan.env if plan.env is not None else os.environ
     info["sessions"].append({"started": _now(), "start_iter": start, "max_iter": plan.max_iter,
                              "mode": "GPU" if run_sol.solver_mode == run_sol.GPU else "CPU",
                              "schedule": sched, "caffe_version": info["caffe"]["version"],
                              # bitwise resumption needs the same BLAS threading in every session
-                             "env": {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                                                                "OPENBLAS_CORETYPE") if k in os.environ}})
+                             "env": {k: env[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                                         "OPENBLAS_CORETYPE") if k in env}})
     _save_json(record_path, info)
     return info, start, state
 
@@ -934,16 +936,17 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
         iters = old.get("max_iter") if old else int(read_prototxt(src.solver, "SolverParameter").max_iter)
     if iters < 1:
         raise UserError(f"ITERS={iters}: expected a positive number of iterations")
+    env = dict(os.environ)   # caffe's environment, recorded per session
     if blas_core is not None:
         # OpenBLAS reads OPENBLAS_CORETYPE when caffe loads it: set it for caffe (and for the
-        # record) here; "auto" lets OpenBLAS detect the CPU (see docs/training.md, bench)
+        # record); "auto" lets OpenBLAS detect the CPU (see docs/training.md, bench)
         if not re.fullmatch(r"[A-Za-z0-9]+", blas_core):
             raise UserError(f"BLAS_CORE={blas_core!r}: expected auto or an OpenBLAS core name such as SkylakeX, Haswell")
         if blas_core == "auto":
-            os.environ.pop("OPENBLAS_CORETYPE", None)
+            env.pop("OPENBLAS_CORETYPE", None)
         else:
-            os.environ["OPENBLAS_CORETYPE"] = blas_core
-    plan = RunPlan(name, run_dir, src, int(iters), snapshot_every, display, mode, shuffle_seed)
+            env["OPENBLAS_CORETYPE"] = blas_core
+    plan = RunPlan(name, run_dir, src, int(iters), snapshot_every, display, mode, shuffle_seed, env)
     with _locked(run_dir):
         info, start, state = prepare(plan, resume=resume)
         record_path = run_dir / "run.json"
@@ -961,7 +964,7 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
         outcome = "failed"
         try:
             outcome = run_caffe(run_dir, start, state, plan.max_iter, guard=guard, time_limit=time_limit,
-                                progress=progress)
+                                progress=progress, env=env)
         finally:
             snaps = snapshot_files(run_dir / "snapshots")
             end_iter = max((it for it, p in snaps.items() if "model" in p), default=start)
