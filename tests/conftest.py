@@ -56,6 +56,25 @@ def reference_dir(datasets_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def released_ch1() -> Path:
+    """The authors' released deploy net REDNet_ch1.prototxt: $REFERENCE/released/, else
+    <$DATASETS>/../reference/released/.  Skipped with the reason where absent, a failure
+    when REDNET_REQUIRE_DATASETS=1 (CI)."""
+    ref = os.environ.get("REFERENCE")
+    if not ref and os.environ.get("DATASETS"):
+        ds = Path(os.environ["DATASETS"])
+        ref = str((ds if ds.is_absolute() else ROOT / ds).parent / "reference")
+    p = Path(ref or ".") / "released" / "REDNet_ch1.prototxt"
+    if ref and p.is_file():
+        return p
+    why = (f"the released net not found at {p}: set REFERENCE=/path/to/reference" if ref
+           else "the released net REDNet_ch1.prototxt: set REFERENCE=/path/to/reference (or DATASETS)")
+    if os.environ.get("REDNET_REQUIRE_DATASETS") == "1":
+        pytest.fail(why)
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
 def caffe():
     """pycaffe, in CPU mode, quiet."""
     os.environ.setdefault("GLOG_minloglevel", "2")

@@ -5,7 +5,7 @@
 - every deploy net runs in ``bin/caffe time``; output shape = input shape (37x53);
 - Caffe's forward pass equals rednet.refnet (numpy) for RED10, RED30 and the variants;
 - Deconvolution semantics, checked against scipy directly;
-- weights of a net with the released deploy structure load by name into red30-official;
+- red30-official equals the authors' released deploy net, read from the released file;
 - the generated solver trains (two iterations) in ``bin/caffe train``.
 """
 from __future__ import annotations
@@ -298,39 +298,28 @@ def test_deconvolution_is_transposed_convolution(caffe, tmp_path):
     np.testing.assert_allclose(z, refnet.deconv2d(x, W2, b, 2, 1), atol=1e-4)
 
 
-# -- the released model's weights load into red30-official --------------------------------
-def _released_structure_net(caffe, h, w):
-    """The released deploy net as ../shared/reference/README.md describes it, built with
-    pycaffe's NetSpec (independently of the templates): no input residual, 128 maps."""
-    from caffe import layers as L, params as P
-    n = caffe.NetSpec()
-    n.data = L.Input(shape=dict(dim=[1, 1, h, w]))
-    bottom = n.data
-    for j in range(1, 16):
-        c = L.Convolution(bottom, name=f"conv{j}", num_output=128, kernel_size=3, stride=1, pad=1)
-        setattr(n, f"c{j}", c)                      # layer conv{j}, top c{j}
-        setattr(n, f"relu{j}", L.ReLU(c, in_place=True))
-        bottom = c
-    for i in range(1, 16):
-        d = L.Deconvolution(bottom, name=f"deconv{i}", convolution_param=dict(
-            num_output=1 if i == 15 else 128, kernel_size=3, stride=1, pad=1))
-        setattr(n, f"d{i}", d)
-        bottom = d
-        if i % 2 == 1 and i <= 13:                  # c14 -> deconv1, c12 -> deconv3, ..., c2 -> deconv13
-            s = L.Eltwise(d, n.tops[f"c{15 - i}"], operation=P.Eltwise.SUM)
-            setattr(n, f"sum{i}", s)
-            bottom = s
-        if i < 15:
-            setattr(n, f"drelu{i}", L.ReLU(bottom, in_place=True))
-    return n.to_proto()
+# -- red30-official is the released net, read from the released file itself -------------
+def _released_at(pb, path, h, w):
+    """The released file's text with only its input size changed to 1 x 1 x h x w (it is
+    written for 256 x 256, with the legacy ``input_dim`` header)."""
+    net = _parse(pb, path.read_text())
+    assert list(net.input) == ["data"] and len(net.input_dim) == 4, "legacy input header expected"
+    untouched = pb[1].MessageToString(net)
+    net.input_dim[2], net.input_dim[3] = h, w
+    text = pb[1].MessageToString(net)
+    changed = [(a, b) for a, b in zip(untouched.splitlines(), text.splitlines()) if a != b]
+    assert len(changed) == 2 and all(a.startswith("input_dim") for a, _ in changed)
+    return text
 
 
-def test_released_weights_load_by_name_into_red30_official(caffe, pb, tmp_path):
-    proto = _released_structure_net(caffe, 13, 11)
-    layer_names = [l.name for l in proto.layer if l.type in ("Convolution", "Deconvolution")]
-    assert layer_names == [f"conv{j}" for j in range(1, 16)] + [f"deconv{i}" for i in range(1, 16)]
-    assert [l.top[0] for l in proto.layer if l.type == "Convolution"] == [f"c{j}" for j in range(1, 16)]
-    released = caffe.Net(_write(tmp_path, "released.prototxt", str(proto)), caffe.TEST)
+def test_red30_official_equals_the_released_net(caffe, pb, tmp_path, released_ch1):
+    """Random weights in the released net load by name into gen/red30-official/deploy.prototxt,
+    whose output is then the released output plus the input (netforward.m adds the input
+    outside the net); the numpy reference net gives the same from the same weights."""
+    h, w = 13, 11
+    released = caffe.Net(_write(tmp_path, "released.prototxt", _released_at(pb, released_ch1, h, w)), caffe.TEST)
+    names = [f"conv{j}" for j in range(1, 16)] + [f"deconv{i}" for i in range(1, 16)]
+    assert list(released.params) == names
     rng = np.random.default_rng(7)
     for name, blobs in released.params.items():
         fan = np.prod(blobs[0].data.shape[1:])
@@ -339,19 +328,22 @@ def test_released_weights_load_by_name_into_red30_official(caffe, pb, tmp_path):
     weights = str(tmp_path / "released.caffemodel")
     released.save(weights)
 
-    deploy = _reshaped(pb, (ROOT / "gen" / "red30-official" / "deploy.prototxt").read_text(), 13, 11)
+    deploy = _reshaped(pb, (ROOT / "gen" / "red30-official" / "deploy.prototxt").read_text(), h, w)
     ours = caffe.Net(_write(tmp_path, "ours.prototxt", deploy), caffe.TEST, weights=weights)
-    assert list(ours.params) == list(released.params)          # every layer matched, both ways
-    for name in ours.params:
+    assert list(ours.params) == names                            # every layer matched, both ways
+    for name in names:
         for a, b in zip(ours.params[name], released.params[name]):
             np.testing.assert_array_equal(a.data, b.data)       # really loaded (deploy has no fillers)
-    x = np.random.default_rng(8).random((1, 1, 13, 11)).astype(np.float32)
+    x = np.random.default_rng(8).random((1, 1, h, w)).astype(np.float32)
     released.blobs["data"].data[...] = x
     ours.blobs["data"].data[...] = x
     r = released.forward()[released.outputs[0]].copy()
-    o = ours.forward()["output"]
-    assert np.abs(r).max() > 0.05
+    o = ours.forward()["output"].copy()
+    assert np.abs(r).max() > 0.05                               # the net does something
     np.testing.assert_allclose(o, r + x, atol=1e-5, rtol=0)
+    params = {n: (released.params[n][0].data.copy(), released.params[n][1].data.copy()) for n in names}
+    ref = refnet.forward(PRESETS["red30-official"], params, x[0].astype(np.float64))["output"]
+    np.testing.assert_allclose(ref, r[0] + x[0], atol=1e-4, rtol=0)
 
 
 # -- the solver trains in the stock binary --------------------------------------------------

@@ -327,6 +327,66 @@ def test_refuses_a_run_folder_of_another_configuration(toy, tmp_path):
     assert (runs / "junk" / "x").read_text() == "mine"
 
 
+def _old_skip_wiring(text: str) -> str:
+    """A net rendered today, rewired as the nets were before they followed the released net:
+    the skip sum first and one ReLU after it, ReLU(d + c), instead of ReLU(c + ReLU(d))."""
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    net = caffe_pb2.NetParameter()
+    text_format.Merge(text, net)
+    summed = {l.name[:-len("_sum_relu")] for l in net.layer if l.name.endswith("_sum_relu")}
+    assert summed, "the toy net has skips"
+    old = caffe_pb2.NetParameter()
+    old.CopyFrom(net)
+    del old.layer[:]
+    for l in net.layer:
+        if l.type == "ReLU" and l.name.endswith("_relu") and l.name[:-len("_relu")] in summed:
+            continue                                   # the deconvolution's own ReLU: not there before
+        m = old.layer.add()
+        m.CopyFrom(l)
+        if m.name.endswith("_sum_relu"):
+            m.name = m.name[:-len("_sum_relu")] + "_relu"
+    return text_format.MessageToString(old)
+
+
+def test_refuses_a_run_made_with_the_old_skip_wiring(toy, tmp_path):
+    """A run folder whose nets sum a skip before the ReLU (RED20/RED30 made before the fix)
+    is refused with its own message, not resumed; its snapshots stay as they were."""
+    old = write_toy(tmp_path / "old")
+    for f in ("train.prototxt", "test.prototxt"):
+        p = Path(old["solver"]).parent / f
+        p.write_text(_old_skip_wiring(p.read_text()))
+    runs = tmp_path / "runs"
+    assert cli(*train_args(old, runs, "wired", "--iters", "10")).returncode == 0
+    before = sorted(p.name for p in (runs / "wired" / "snapshots").iterdir())
+    r = cli(*train_args(toy, runs, "wired", "--iters", "20"))
+    assert r.returncode == 2, r.stderr
+    assert "old skip wiring" in r.stderr and "start fresh" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in (runs / "wired" / "snapshots").iterdir()) == before
+
+
+def test_old_skip_wiring_is_told_apart_from_he_blocks():
+    """Only mirrored skips changed: He et al.'s blocks sum before their ReLU in both."""
+    import dataclasses
+
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+
+    from rednet import netgen
+    from rednet.train import unrectified_sums
+
+    def parsed(text):
+        n = caffe_pb2.NetParameter()
+        text_format.Merge(text, n)
+        return n
+    red20 = netgen.render_train(netgen.PRESETS["red20"], "denoise-s30", "train")
+    assert unrectified_sums(parsed(red20)) == set()
+    assert unrectified_sums(parsed(_old_skip_wiring(red20))) == {f"deconv{i}_sum" for i in (2, 4, 6, 8)}
+    he = dataclasses.replace(netgen.PRESETS["red20"], name="he", shortcuts="sequential", skip=2)
+    assert len(unrectified_sums(parsed(netgen.render_train(he, "denoise-s30", "train")))) == 9
+
+
 @pytest.mark.parametrize("args, expect", [
     (["--net", "red99", "--task", "denoise-s30"], "preset 'red99'"),
     (["--net", "red10", "--task", "deblur"], "task 'deblur'"),

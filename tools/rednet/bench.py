@@ -112,12 +112,8 @@ def openblas_info(lib: str | None, env: dict | None = None) -> dict:
 
 
 def machine() -> dict:
-    cpu = None
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    from .train import cpu_model
+    cpu = cpu_model()
     binary = caffe_binary()
     lib = linked_blas(binary)
     flags = None

@@ -10,8 +10,11 @@ The architecture (Mao, Shen, Yang, NIPS 2016, Sections 2.1-2.3, and the authors'
 deploy net): N/2 convolutions ``conv1..convK`` (tops ``c1..cK``) then N/2 deconvolutions
 ``deconv1..deconvK``, all 3x3 pad 1; ReLU after every layer but the last; the feature map
 ``c_j`` of every k-th convolution (j = k, 2k, ... < K) is added to the output of its mirror
-``deconv_{K-j}`` (Eltwise SUM, then ReLU); the input image is added to the last
-deconvolution's output, so the net's ``output`` is the restored image.  See docs/nets.md.
+``deconv_{K-j}`` after that output's own ReLU, and the sum is rectified again (the released
+net: ``Deconvolution -> ReLU -> Eltwise SUM with c_j -> ReLU``, i.e. ``ReLU(c_j + ReLU(d))``);
+the input image is added to the last deconvolution's output, so the net's ``output`` is the
+restored image.  He et al.'s sequential shortcuts keep their own rule, ReLU after the sum
+(``ReLU(F(x) + x)``).  See docs/nets.md.
 
 The wiring is computed here (:meth:`NetConfig.layers`) and written out by the templates in
 ``prototxt_templates/``; ``rednet.refnet`` re-implements the forward pass independently
@@ -188,6 +191,11 @@ class NetConfig:
                 kernel=kernel, pad=pad, stride=s if strided else 1,
                 add=add, sum_name=f"{name}_sum", sum_top=f"{top}_sum",
                 relu=not last, relu_name=f"{name}_relu",
+                # mirror skips follow the released net: the layer's own ReLU comes before the
+                # sum (c + ReLU(d)), and the sum is rectified again; He et al.'s blocks rectify
+                # only the sum.
+                pre_relu=bool(add) and not last and self.shortcuts == "mirror",
+                sum_relu_name=f"{name}_sum_relu",
             )
             out.append(layer)
             bottom = layer["sum_top"] if add else top

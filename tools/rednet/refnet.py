@@ -68,6 +68,8 @@ def mirror_source(cfg, t: int) -> int | None:
 def forward(cfg, params: dict, image: np.ndarray) -> dict:
     """Run RED-Net ``cfg`` on ``image`` (C, H, W) with ``params[name] = (W, b)``.
 
+    Mirror skips: ``ReLU(c_j + ReLU(d_i))`` (the released ``REDNet_ch1.prototxt``); He et al.'s
+    sequential shortcuts: ``ReLU(d + x)``.
     Returns the blobs: ``c1..``, ``d1..`` (decoder outputs after skip sum and ReLU) and
     ``output`` (restored image; equals the last layer's output without input residual).
     """
@@ -106,7 +108,8 @@ def forward(cfg, params: dict, image: np.ndarray) -> dict:
             break
         j = mirror_source(cfg, t)
         if j is not None:
-            h = h + outs[j]
+            # the released net: Deconvolution -> ReLU -> SUM with c_j -> ReLU
+            h = relu(h) + outs[j]
         a = seq_source(t)
         if a is not None:
             h = h + outs[a]

@@ -343,6 +343,15 @@ def caffe_version(caffe: Path) -> str:
     return out[-1].strip()
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (training speed differs a lot between CPUs)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return None
+
+
 def project_version() -> dict:
     def git(*a):
         try:
@@ -499,6 +508,34 @@ def config_of(src: Sources, sol, train_net, test_net) -> dict:
     }
 
 
+def unrectified_sums(net) -> set[str]:
+    """Eltwise layers that add a weight layer's output before any ReLU on it (the input sum
+    excluded).  The released wiring rectifies a deconvolution before its skip sum, so a run
+    whose nets have such sums where today's nets have none was made with the old wiring."""
+    made: dict[str, bool] = {}           # blob -> rectified since a weight layer wrote it
+    out = set()
+    for l in net.layer:
+        if l.type in ("Convolution", "Deconvolution"):
+            made[l.top[0]] = False
+        elif l.type == "ReLU" and list(l.bottom) == list(l.top):
+            made[l.bottom[0]] = True
+        elif l.type == "Eltwise" and "data" not in l.bottom:
+            if any(made.get(b) is False for b in l.bottom):
+                out.add(l.name)
+    return out
+
+
+def _old_skip_wiring(run_dir: Path, train_net) -> bool:
+    """True when the run folder's own training net sums a skip before the ReLU where the
+    current net rectifies first (RED20/RED30 made before the released wiring was followed)."""
+    p = run_dir / "train.prototxt"
+    try:
+        old = read_prototxt(p, "NetParameter")
+    except UserError:
+        return False
+    return bool(unrectified_sums(old) - unrectified_sums(train_net))
+
+
 @dataclass
 class RunPlan:
     name: str
@@ -600,6 +637,10 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[dict, int, Path |
         record = _load_json(record_path)
         old = record.get("config", {})
         diff = [k for k in config if old.get(k) != config[k]]
+        if "train_net_sha256" in diff and _old_skip_wiring(run_dir, train_net):
+            raise UserError(f"{paths.rel(run_dir)}: made with the old skip wiring ReLU(d + c); the nets now "
+                            f"follow the released net, c + ReLU(d) (docs/nets.md), and its snapshots "
+                            f"cannot be resumed; {fresh_hint}")
         if diff:
             what = ", ".join(f"{k} ({old.get(k)!s:.12} vs {config[k]!s:.12})" for k in diff)
             raise UserError(f"{paths.rel(run_dir)}: made by a different configuration ({what}); "
@@ -737,6 +778,7 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[dict, int, Path |
     info["sessions"].append({"started": _now(), "start_iter": start, "max_iter": plan.max_iter,
                              "mode": "GPU" if run_sol.solver_mode == run_sol.GPU else "CPU",
                              "schedule": sched, "caffe_version": info["caffe"]["version"],
+                             "cpu": cpu_model(),
                              # bitwise resumption needs the same BLAS threading in every session
                              "env": {k: env[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                                          "OPENBLAS_CORETYPE") if k in env}})
