@@ -169,6 +169,79 @@ def test_paper_tables_reader_refuses_bad_files(tmp_path):
         tables.read_paper(bad)
 
 
+# --------------------------------------------------------------------------- results/tables.md
+def _md_grid(md, t):
+    """Table t of tables.md as {(row label, row label, column header): cell text}, + header."""
+    part = md.split(f"\n## Table {t}:")[1].split("\n## ")[0]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")]
+            for line in part.splitlines() if line.startswith("|")]
+    header, body = rows[0], rows[2:]
+    return header, {(r[0], r[1], h): c for r in body for h, c in zip(header[2:], r[2:])}
+
+
+def _want(pv, ov, digits):
+    return f"{pv:.{digits}f} / —" if ov is None else f"{pv:.{digits}f} / {ov:.{digits}f} ({ov - pv:+.{digits}f})"
+
+
+def test_tables_md_shows_every_paper_cell_in_the_papers_layout(paper, tmp_path):
+    """Every one of the 170 cells, PSNR and SSIM, at its place: `paper / ours (difference)`,
+    `paper / —` where we have no number (EPLL, SRCNN, ..., or no model yet)."""
+    ours = {(1, "denoise14", "sigma=30", "RED30"): (29.0, 0.84),
+            (4, "Set14", "x2", "Bicubic"): (30.2, 0.87),
+            (7, "Set14", "x3", "RED30"): (29.6, 0.83), (7, "Set5", "x2", "Bicubic"): (33.7, 0.93)}
+    md = tables._tables_md(tables.EvalConfig(out=tmp_path), paper, ours, {}, {}, [])
+    shown = 0
+    for t, spec in tables.TABLES.items():
+        header, grid = _md_grid(md, t)
+        if spec.single_model:   # Tables 6, 7: columns test set x level, rows metric x method
+            assert header[2:] == [f"{d} {s}" for d in spec.datasets for s in spec.settings()]
+        else:                   # Tables 1-5: rows metric x level, columns the methods
+            assert header[2:] == list(spec.methods) + (["Bicubic"] if spec.kind == "sr" else [])
+        for d, s, m in list(spec.cells()) + [(d, s, "Bicubic") for d in spec.datasets
+                                             for s in spec.settings() if spec.kind == "sr"]:
+            for idx, (metric, digits) in enumerate((("PSNR", 2), ("SSIM", 4))):
+                key = (metric, m, f"{d} {s}") if spec.single_model else (metric, s.split("=")[-1], m)
+                o = ours.get((t, d, s, m))
+                ov = None if o is None else o[idx]
+                if m == "Bicubic":   # not in the paper
+                    assert grid.pop(key) == ("— / —" if ov is None else f"— / {ov:.{digits}f}"), key
+                else:
+                    assert grid.pop(key) == _want(paper[(t, d, s, m)][metric.lower()], ov, digits), key
+                    shown += 1
+        assert grid == {}, t
+    assert shown == 2 * 170
+    assert "| PSNR | 30 | 28.49 / — | 28.35 / — |" in md
+    assert "29.17 / 29.00 (-0.17)" in md and "0.8423 / 0.8400 (-0.0023)" in md
+    assert "| PSNR | RED30 | 37.56 / — | 33.70 / — | 31.33 / — | 32.81 / — | 29.50 / 29.60 (+0.10) |" in md
+    assert "| PSNR | Bicubic | — / 33.70 | — / — |" in md
+    assert "no paper value" not in md
+
+
+def test_tables_run_without_models_shows_the_paper(tmp_path, monkeypatch):
+    """`tables` on the denoising tables with no model at all: every paper cell, ours `—`,
+    and why (no model, not implemented, BM3D off); tables.csv has all the paper's rows."""
+    from rednet import restore
+    (tmp_path / "models").mkdir()
+    (tmp_path / "runs").mkdir()
+    monkeypatch.setattr(restore, "MODELS", tmp_path / "models")
+    monkeypatch.setattr(restore, "RUNS", tmp_path / "runs")
+    out = tmp_path / "results"
+    res = tables.run(tables.EvalConfig(tables=(1, 2, 6), out=out))
+    assert res["ours"] == {} and len(res["missing"]) == 36 + 36 + 8
+    md = (out / "tables.md").read_text()
+    assert "| PSNR | 10 | 34.18 / — | 33.98 / — | 34.27 / — | 34.48 / — | 34.22 / — | 34.49 / — " \
+           "| 34.62 / — | 34.74 / — | 34.81 / — |" in md
+    assert "| SSIM | 70 | 0.6240 / — |" in md                        # Table 2
+    assert "| SSIM | RED30 | 0.9368 / — | 0.8414 / — | 0.7716 / — | 0.7157 / — " \
+           "| 0.9280 / — | 0.7980 / — | 0.7119 / — | 0.6544 / — |" in md   # Table 6
+    assert "- EPLL: not implemented in this project (paper value only) (4 cells)" in md
+    assert "- BM3D: off (make tables BM3D=1) (4 cells)" in md
+    assert "RED30: **no model** for denoise-mixed" in md
+    rows = _read_csv(out / "tables.csv")
+    assert len(rows) == 80 and {r["source"] for r in rows} == {"paper"}
+    assert all(r["psnr"] and r["ssim"] for r in rows)
+
+
 # --------------------------------------------------------------------------- end to end
 @pytest.fixture
 def model_dirs(tmp_path, monkeypatch, caffe):
