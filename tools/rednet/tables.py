@@ -5,7 +5,9 @@ number (``data/paper_tables.csv``) beside ours and the difference:
 
 - ``results/tables.md``: each table in the paper's layout, ``paper / ours (difference)``,
   then the list of cells that have no result and why (no model yet, method not
-  implemented here, BM3D switched off, paper value not transcribed).
+  implemented here, BM3D switched off). Every cell of the paper has its value in
+  ``data/paper_tables.csv``, so methods not computed here (EPLL, SRCNN, ...) show
+  ``paper / —``.
 - ``results/tables.csv``: one row per cell and source,
   ``table,dataset,setting,method,source,psnr,ssim`` (``source`` is ``paper`` or ``ours``).
 - ``results/per_image/t<table>_<dataset>_<setting>_<method>.csv``: per-image scores, with a
@@ -103,7 +105,8 @@ def level_of(setting: str) -> int:
 # --------------------------------------------------------------------------- paper numbers
 def read_paper(path: Path = PAPER_CSV) -> dict[tuple, dict]:
     """``(table, dataset, setting, method) -> row`` of ``data/paper_tables.csv``; psnr/ssim are
-    floats or None (a value not transcribed). Refuses a file whose columns or keys are wrong."""
+    floats or None (an empty field; the committed file has none). Refuses a file whose columns
+    or keys are wrong."""
     if not path.is_file():
         raise UserError(f"{rel(path)}: the paper's numbers are missing")
     with open(path, newline="") as f:
@@ -416,6 +419,34 @@ def _num(v, digits):
     return "" if v is None else f"{v:.{digits}f}"
 
 
+def _table_rows(t, spec, methods, paper, ours) -> list[str]:
+    """One table's markdown rows (header included), each cell ``paper / ours (difference)``."""
+    def cell(d, s, m, idx, digits):
+        p = paper.get((t, d, s, m))
+        o = ours.get((t, d, s, m))
+        return _cell_text(None if p is None else p["psnr" if idx == 0 else "ssim"],
+                          None if o is None else o[idx], digits)
+    metrics_ = (("PSNR", 0, 2), ("SSIM", 1, 4))
+    if spec.single_model:
+        cols = [(d, s) for d in spec.datasets for s in spec.settings()]
+        L = ["| metric | method | " + " | ".join(f"{d} {s}" for d, s in cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
+        for metric, idx, digits in metrics_:
+            for m in methods:
+                L.append(f"| {metric} | {m} | " + " | ".join(cell(d, s, m, idx, digits) for d, s in cols) + " |")
+        return L
+    cols = [(d, m) for d in spec.datasets for m in methods]
+    label = (lambda d, m: m) if len(spec.datasets) == 1 else (lambda d, m: f"{d} {m}")
+    L = ["| metric | " + ("sigma" if spec.kind == "denoise" else "scale") + " | "
+         + " | ".join(label(d, m) for d, m in cols) + " |",
+         "|---|---|" + "---|" * len(cols)]
+    for metric, idx, digits in metrics_:
+        for s in spec.settings():
+            L.append(f"| {metric} | {s.split('=')[-1]} | "
+                     + " | ".join(cell(d, s, m, idx, digits) for d, m in cols) + " |")
+    return L
+
+
 def _tables_md(cfg, paper, ours, provenance, missing, bicubic_check) -> str:
     L = ["# Tables 1-7 of the paper, regenerated", "",
          "Each cell: `paper / ours (ours - paper)`; `—` where there is no number "
@@ -435,23 +466,10 @@ def _tables_md(cfg, paper, ours, provenance, missing, bicubic_check) -> str:
         spec = TABLES[t]
         methods = _methods(spec)
         L += [f"## Table {t}: {spec.caption}", ""]
-        # the paper's layout: rows PSNR/SSIM x level; columns the methods (Tables 1-5) or the
-        # test sets (single-model Tables 6-7); Bicubic added for SR
-        cols = [(d, m) for d in spec.datasets for m in methods]
-        label = (lambda d, m: m) if len(spec.datasets) == 1 else \
-            (lambda d, m: d if m == spec.methods[0] and len(spec.methods) == 1 else f"{d} {m}")
-        L.append("| metric | " + ("sigma" if spec.kind == "denoise" else "scale") + " | "
-                 + " | ".join(label(d, m) for d, m in cols) + " |")
-        L.append("|---|---|" + "---|" * len(cols))
-        for metric, idx, digits in (("PSNR", 0, 2), ("SSIM", 1, 4)):
-            for s in spec.settings():
-                cells = []
-                for d, m in cols:
-                    p = paper.get((t, d, s, m))
-                    pv = None if p is None else p["psnr" if idx == 0 else "ssim"]
-                    o = ours.get((t, d, s, m))
-                    cells.append(_cell_text(pv, None if o is None else o[idx], digits))
-                L.append(f"| {metric} | {s.split('=')[-1]} | " + " | ".join(cells) + " |")
+        # the paper's layout. Tables 1-5: rows PSNR/SSIM x level, columns the methods.
+        # Tables 6-7 (one model): columns test set x level, rows PSNR/SSIM (x method: RED30,
+        # plus Bicubic for SR, a row the paper does not have).
+        L += _table_rows(t, spec, methods, paper, ours)
         L.append("")
         notes = []
         for m in methods:
@@ -469,9 +487,9 @@ def _tables_md(cfg, paper, ours, provenance, missing, bicubic_check) -> str:
             for sline in sorted({provenance[k] for k in done}):
                 notes.append(f"- {m}: computed with {sline}")
         nopaper = [k for k in ((t, d, s, m) for d, s, m in spec.cells())
-                   if paper.get(k) is None or paper[k]["psnr"] is None]
-        if nopaper:
-            notes.append(f"- paper value not transcribed for {len(nopaper)} of "
+                   if paper.get(k) is None or paper[k]["psnr"] is None or paper[k]["ssim"] is None]
+        if nopaper:   # data/paper_tables.csv holds every cell; this flags an edited or damaged file
+            notes.append(f"- no paper value (PSNR or SSIM) for {len(nopaper)} of "
                          f"{len(list(spec.cells()))} cells (data/paper_tables.csv)")
         L += notes + [""]
     if bicubic_check:
