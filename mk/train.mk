@@ -5,17 +5,19 @@
 #   make train NET=red30 TASK=denoise SIGMA=30 [ITERS=100000] [RUN=name] [RESUME=1]
 #   make train NET=red20 TASK=sr SCALE=3
 #   make train NET=red30 TASK=denoise SIGMA=30 BLAS_CORE=auto   # let OpenBLAS pick its AVX-512 kernels
+#   make train NET=red10 TASK=denoise SIGMA=30 FROM_MODEL=models/red10_denoise-s30   # run folder lost:
+#                                             continue from the zoo's weights at their iteration
 #   make curves [RUNS="red10_denoise-s30 red20_denoise-s30"]
 
 TRAIN_ARGS = $(if $(NET),--net '$(NET)') $(if $(TASK),--task '$(TASK)') $(if $(SIGMA),--sigma '$(SIGMA)') \
              $(if $(SCALE),--scale '$(SCALE)') $(if $(ITERS),--iters '$(ITERS)') $(if $(RUN),--run '$(RUN)') \
              $(if $(filter 1 yes true,$(RESUME)),--resume) $(if $(MODE),--mode '$(MODE)') \
              $(if $(SNAPSHOT),--snapshot-every '$(SNAPSHOT)') $(if $(MINUTES),--time-limit '$(MINUTES)') \
-             $(if $(BLAS_CORE),--blas-core '$(BLAS_CORE)')
+             $(if $(BLAS_CORE),--blas-core '$(BLAS_CORE)') $(if $(FROM_MODEL),--from-model '$(FROM_MODEL)')
 
 .PHONY: train curves bench demo
 
-train: $(SETUP_STAMP) ## train NET=red10|red20|red30|red30-official TASK=denoise SIGMA=..|TASK=sr SCALE=.. [ITERS= RUN= RESUME=1 MINUTES=]
+train: $(SETUP_STAMP) ## train NET=red10|red20|red30|red30-official TASK=denoise SIGMA=..|TASK=sr SCALE=.. [ITERS= RUN= RESUME=1 MINUTES= FROM_MODEL=models/<name>]
 	$(PY) -m rednet train $(TRAIN_ARGS)
 
 curves: $(SETUP_STAMP) ## runs/<name>/train.log -> curves.csv + results/curves/*.png [RUNS="name ..."] (Figure 3b)

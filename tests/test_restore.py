@@ -64,6 +64,22 @@ def make_model(folder: Path, caffe, depth: int = 4, width: int = 8, channels: in
     return deploy, weights
 
 
+def make_zoo_model(root: Path, name: str, net: str, task: str, deploy: Path, weights: Path) -> Path:
+    """A zoo folder ``root/name/`` (deploy net, weights, a card with every key) for tests."""
+    import shutil
+
+    from rednet import zoo
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(deploy, folder / "deploy.prototxt")
+    shutil.copyfile(weights, folder / f"{name}.caffemodel")
+    card = {k: None for k in zoo.CARD_KEYS}
+    card.update(name=name, caffemodel=f"{name}.caffemodel", sha1=zoo.sha1_file(folder / f"{name}.caffemodel"),
+                net=net, task=task, iterations=1, batch=16, patches_seen=16, cells=[])
+    zoo.write_card(folder, card, "test model\n")
+    return folder
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, caffe):
     return make_model(tmp_path_factory.mktemp("tiny"), caffe, depth=6, width=8)

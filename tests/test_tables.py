@@ -245,15 +245,14 @@ def test_tables_run_without_models_shows_the_paper(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- end to end
 @pytest.fixture
 def model_dirs(tmp_path, monkeypatch, caffe):
-    """A models/ folder with a tiny random RED net for red10 sr-x2 and denoise-s30; runs/ empty."""
-    from test_restore import make_model
+    """A zoo models/ with a tiny random RED net as red10 sr-x2 and denoise-s30; runs/ empty."""
+    from test_restore import make_model, make_zoo_model
     from rednet import restore
     models, runs = tmp_path / "models", tmp_path / "runs"
     runs.mkdir()
-    deploy, weights = make_model(models / "red10", caffe, depth=4, width=8, seed=5)
-    (models / "red10" / "sr-x2.caffemodel").write_bytes(weights.read_bytes())
-    (models / "red10" / "denoise-s30.caffemodel").write_bytes(weights.read_bytes())
-    weights.unlink()
+    deploy, weights = make_model(tmp_path / "made", caffe, depth=4, width=8, seed=5)
+    for task in ("sr-x2", "denoise-s30"):
+        make_zoo_model(models, f"red10_{task}", "red10", task, deploy, weights)
     monkeypatch.setattr(restore, "MODELS", models)
     monkeypatch.setattr(restore, "RUNS", runs)
     return models
@@ -282,7 +281,7 @@ def test_tables_end_to_end_with_a_real_model(tmp_path, model_dirs, datasets_dir)
     # every cell of both tables has its paper row
     assert sum(1 for r in rows if r["source"] == "paper") == 36 + 3 * 10 - 3   # Bicubic: no paper row
     # the SR number is the protocol applied to the net by hand
-    r = Restorer(model_dirs / "red10" / "deploy.prototxt", model_dirs / "red10" / "sr-x2.caffemodel")
+    r = Restorer(model_dirs / "red10_sr-x2" / "deploy.prototxt", model_dirs / "red10_sr-x2" / "red10_sr-x2.caffemodel")
     scores = []
     for _, img in load_set("Set5", datasets_dir)[:2]:
         hr, up = metrics.sr_pair(img, 2)
@@ -316,8 +315,8 @@ def test_tables_end_to_end_with_a_real_model(tmp_path, model_dirs, datasets_dir)
     from test_restore import make_model
     import caffe
     _, w2 = make_model(tmp_path / "other", caffe, depth=4, width=8, seed=9)
-    os.replace(w2, model_dirs / "red10" / "sr-x2.caffemodel")
-    os.utime(model_dirs / "red10" / "sr-x2.caffemodel", ns=(0, 0))  # same size, any mtime: content decides
+    os.replace(w2, model_dirs / "red10_sr-x2" / "red10_sr-x2.caffemodel")
+    os.utime(model_dirs / "red10_sr-x2" / "red10_sr-x2.caffemodel", ns=(0, 0))  # same size, any mtime: content decides
     tables.run(cfg)
     assert per.stat().st_ino != ino and per.read_text() != before
     assert t1.stat().st_ino == t1_ino   # the denoising model did not change
@@ -353,3 +352,30 @@ def test_tables_cli_bad_input(tmp_path, args, msg):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and msg in lines[0], p.stderr
     assert not (tmp_path / "r" / "tables.md").exists()
+
+
+@pytest.mark.datasets
+def test_red30_cells_without_a_per_level_model_come_from_the_mixed_model(tmp_path, monkeypatch, caffe, datasets_dir):
+    """Tables 1-5: a RED30 cell with no model for its level is filled by the single model
+    trained on all levels (Tables 6-7's), and says so; a per-level model still wins."""
+    from test_restore import make_model, make_zoo_model
+    from rednet import restore
+    models, runs = tmp_path / "models", tmp_path / "runs"
+    runs.mkdir()
+    deploy, weights = make_model(tmp_path / "made", caffe, depth=4, width=8, seed=3)
+    make_zoo_model(models, "red30_mixed", "red30", "denoise-mixed", deploy, weights)
+    monkeypatch.setattr(restore, "MODELS", models)
+    monkeypatch.setattr(restore, "RUNS", runs)
+    out = tmp_path / "results"
+    cfg = tables.EvalConfig(datasets=datasets_dir, ensemble=False, limit=1, tables=(1,), out=out)
+    res = tables.run(cfg)
+    red30 = {k for k in res["ours"] if k[3] == "RED30"}
+    assert red30 == {(1, "denoise14", f"sigma={s}", "RED30") for s in (10, 30, 50, 70)}
+    md = (out / "tables.md").read_text()
+    assert "red30 denoise-mixed" in md and "the single model for all levels" in md
+    # with a per-level model, that cell uses it
+    _, w2 = make_model(tmp_path / "made2", caffe, depth=4, width=8, seed=4)
+    make_zoo_model(models, "red30_s30", "red30", "denoise-s30", deploy, w2)
+    res2 = tables.run(cfg)
+    assert res2["ours"][(1, "denoise14", "sigma=30", "RED30")] != res["ours"][(1, "denoise14", "sigma=30", "RED30")]
+    assert res2["ours"][(1, "denoise14", "sigma=10", "RED30")] == pytest.approx(res["ours"][(1, "denoise14", "sigma=10", "RED30")], abs=1e-5)

@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "rednet.restore",    # restore: restore one's own images
     "rednet.tables",     # tables: regenerate Tables 1-7
     "rednet.demo",       # demo: the end-to-end demo
+    "rednet.zoo",        # zoo: the shipped models in models/
 ]
 
 

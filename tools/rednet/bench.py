@@ -29,7 +29,6 @@ other work runs are not comparable.  Results: ``results/bench/bench.{md,json}``.
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import json
 import os

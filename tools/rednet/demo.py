@@ -9,7 +9,9 @@
 3. restores the 12 Set12 images at sigma=30 with pycaffe (``rednet.restore.Restorer``, one
    forward pass; the paper's 8-orientation average with ``--ensemble``), noise as the
    authors' test code adds it (``rednet.metrics.add_noise``: float, unclipped);
-4. writes ``results/demo/results.md`` and ``results.csv`` (PSNR of the noisy input and of
+4. restores the same noisy images with the shipped model of the zoo (``models/``, RED10
+   sigma=30, trained for hours) where there is one, for comparison;
+5. writes ``results/demo/results.md`` and ``results.csv`` (PSNR of the noisy input and of
    the trained RED10 per image, the average, and how many iterations were trained) and
    ``results/demo/<image>.png`` (noisy / restored / clean side by side).
 
@@ -80,8 +82,10 @@ def train_demo(train_list: Path, iters: int, minutes: float, progress: bool, bla
 
 def evaluate(run_dir: Path, datasets: Path, ensemble: bool, out_dir: Path) -> dict:
     from . import metrics
-    from .restore import Restorer, from_run, read_image
+    from .restore import Restorer, from_run, pick_model, read_image
     spec = from_run(run_dir)
+    shipped = pick_model(TASK, NET, zoo_only=True)
+    zr = Restorer(shipped.deploy, shipped.weights) if shipped else None
     it = int(spec.weights.name.rsplit("_iter_", 1)[1].split(".")[0])
     print(f"[3/3] Set12, sigma={SIGMA}: restoring with {paths.rel(spec.weights)} "
           f"({'8-orientation average' if ensemble else 'one forward pass'})", flush=True)
@@ -102,11 +106,20 @@ def evaluate(run_dir: Path, datasets: Path, ensemble: bool, out_dir: Path) -> di
         p_out = metrics.psnr(out.astype(np.float64) * 255.0, clean)
         rows.append({"image": k, "name": SET12_NAMES[int(k) - 1], "size": f"{clean.shape[1]}x{clean.shape[0]}",
                      "psnr_noisy": p_in, "psnr_red10": p_out})
+        if zr is not None:
+            rows[-1]["psnr_zoo"] = metrics.psnr(zr.restore(noisy, ensemble=ensemble).astype(np.float64) * 255.0, clean)
         if k == "05":
             shown = (k, noisy, out, clean, p_in, p_out)
     out_dir.mkdir(parents=True, exist_ok=True)
     picture = side_by_side(out_dir, *shown) if shown else None
-    return {"iterations": it, "weights": paths.rel(spec.weights), "rows": rows, "picture": picture}
+    return {"iterations": it, "weights": paths.rel(spec.weights), "rows": rows, "picture": picture,
+            "zoo": _zoo_label(shipped) if shipped else None}
+
+
+def _zoo_label(spec) -> str:
+    from . import zoo
+    card = zoo.read_card(spec.weights.parent)
+    return f"{card['name']} ({card['iterations']:,} iterations)"
 
 
 def side_by_side(out_dir: Path, k, noisy, out, clean, p_in, p_out) -> Path:
@@ -131,15 +144,18 @@ def write_results(res: dict, info: dict, out_dir: Path, ensemble: bool, db_info:
     rows = res["rows"]
     avg_in = float(np.mean([r["psnr_noisy"] for r in rows]))
     avg_out = float(np.mean([r["psnr_red10"] for r in rows]))
+    zoo = res.get("zoo")
+    avg_zoo = float(np.mean([r["psnr_zoo"] for r in rows])) if zoo else None
     with atomic_path(out_dir / "results.csv") as tmp:
         with open(tmp, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["image", "name", "size", "psnr_noisy", "psnr_red10", "gain", "iterations"])
+            w.writerow(["image", "name", "size", "psnr_noisy", "psnr_red10", "gain", "iterations", "psnr_zoo"])
             for r in rows:
                 w.writerow([r["image"], r["name"], r["size"], f"{r['psnr_noisy']:.4f}", f"{r['psnr_red10']:.4f}",
-                            f"{r['psnr_red10'] - r['psnr_noisy']:.4f}", res["iterations"]])
+                            f"{r['psnr_red10'] - r['psnr_noisy']:.4f}", res["iterations"],
+                            f"{r['psnr_zoo']:.4f}" if zoo else ""])
             w.writerow(["average", "", "", f"{avg_in:.4f}", f"{avg_out:.4f}", f"{avg_out - avg_in:.4f}",
-                        res["iterations"]])
+                        res["iterations"], f"{avg_zoo:.4f}" if zoo else ""])
     sessions = info.get("sessions", [])
     minutes = sum((_dt.datetime.fromisoformat(s["ended"]) - _dt.datetime.fromisoformat(s["started"])).total_seconds()
                   for s in sessions if s.get("ended")) / 60
@@ -157,13 +173,17 @@ def write_results(res: dict, info: dict, out_dir: Path, ensemble: bool, db_info:
         f"{'mean of 8 orientations' if ensemble else 'one forward pass (no 8-orientation average)'}, "
         f"weights `{res['weights']}`.",
         "",
-        "| image | name | size | noisy input PSNR (dB) | RED10 PSNR (dB) | gain (dB) |",
-        "|---|---|---|---|---|---|",
+        (f"The last column is the zoo's shipped model `{zoo}` on the same noisy images." if zoo else
+         "No shipped RED10 sigma=30 model in `models/` to compare with."),
+        "",
+        "| image | name | size | noisy input PSNR (dB) | RED10 PSNR (dB) | gain (dB) |" + (" zoo model (dB) |" if zoo else ""),
+        "|---|---|---|---|---|---|" + ("---|" if zoo else ""),
     ]
     for r in rows:
         lines.append(f"| {r['image']} | {r['name']} | {r['size']} | {r['psnr_noisy']:.2f} | {r['psnr_red10']:.2f} "
-                     f"| {r['psnr_red10'] - r['psnr_noisy']:+.2f} |")
-    lines.append(f"| **average** | | | **{avg_in:.2f}** | **{avg_out:.2f}** | **{avg_out - avg_in:+.2f}** |")
+                     f"| {r['psnr_red10'] - r['psnr_noisy']:+.2f} |" + (f" {r['psnr_zoo']:.2f} |" if zoo else ""))
+    lines.append(f"| **average** | | | **{avg_in:.2f}** | **{avg_out:.2f}** | **{avg_out - avg_in:+.2f}** |"
+                 + (f" **{avg_zoo:.2f}** |" if zoo else ""))
     lines += ["", f"Side by side: `{res['picture'].name}` (noisy / restored / clean)." if res["picture"] else "",
               f"Run folder: `runs/{RUN}/` (log, snapshots, run.json); `make curves RUNS={RUN}` plots its loss.", ""]
     atomic_write_text(out_dir / "results.md", "\n".join(lines))

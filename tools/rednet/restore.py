@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import matlab
+from . import matlab, zoo
 from .errors import UserError, atomic_path
 from .paths import GEN, ROOT, RUNS, rel
 from .tasks import TASKS, Task, get_task, task_name
@@ -183,11 +183,12 @@ def from_run(run: Path) -> ModelSpec:
 
 
 def from_caffemodel(path: Path, deploy: Path | None = None) -> ModelSpec:
-    """A ``.caffemodel`` file; its deploy net is ``deploy``, else ``deploy.prototxt`` beside it,
-    else ``gen/<net>/deploy.prototxt`` for a file at ``models/<net>/<task>.caffemodel``."""
+    """A ``.caffemodel`` file; its deploy net is ``deploy``, else ``deploy.prototxt`` beside it.
+    In a zoo folder ``models/<name>/`` the card says what it was trained for."""
     net = task = None
-    if path.parent.parent.resolve() == MODELS.resolve():
-        net, task = path.parent.name, path.stem
+    if (path.parent / zoo.CARD).is_file():
+        card = zoo.read_card(path.parent)
+        net, task = card["net"], card["task"]
     if deploy is None:
         if (path.parent / "deploy.prototxt").is_file():
             deploy = path.parent / "deploy.prototxt"
@@ -199,15 +200,16 @@ def from_caffemodel(path: Path, deploy: Path | None = None) -> ModelSpec:
 
 
 def list_models(task: str | None = None) -> list[ModelSpec]:
-    """Every model the project knows: ``models/<net>/<task>.caffemodel`` and the newest snapshot
-    of each ``runs/<name>/``; only those trained for ``task`` when given."""
+    """Every model the project knows: the zoo ``models/<name>/`` (see :mod:`rednet.zoo`) and the
+    newest snapshot of each ``runs/<name>/``; only those trained for ``task`` when given."""
     found: list[ModelSpec] = []
-    if MODELS.is_dir():
-        for p in sorted(MODELS.glob("*/*.caffemodel")):
-            try:
-                found.append(from_caffemodel(p))
-            except UserError:
-                continue
+    for folder in zoo.folders(MODELS):
+        try:
+            card = zoo.read_card(folder)
+        except UserError:
+            continue
+        found.append(ModelSpec(folder / "deploy.prototxt", folder / card["caffemodel"], card["net"],
+                               card["task"], "models/"))
     if RUNS.is_dir():
         for run in sorted(p for p in RUNS.iterdir() if p.is_dir()):
             try:
@@ -219,15 +221,17 @@ def list_models(task: str | None = None) -> list[ModelSpec]:
     return found
 
 
-def pick_model(task: str, net: str | None = None) -> ModelSpec | None:
-    """The model for ``task`` (and ``net`` if given): ``models/`` before ``runs/``; among runs the
-    newest snapshot file; among nets the order of :data:`NET_PREFERENCE`."""
-    cands = [m for m in list_models(task) if net is None or m.net == net]
+def pick_model(task: str, net: str | None = None, zoo_only: bool = False) -> ModelSpec | None:
+    """The model for ``task`` (and ``net`` if given): ``models/`` before ``runs/`` (only
+    ``models/`` with ``zoo_only``); among runs the newest snapshot file; among nets the order
+    of :data:`NET_PREFERENCE`."""
+    cands = [m for m in list_models(task) if (net is None or m.net == net)
+             and (not zoo_only or m.source == "models/")]
     if not cands:
         return None
     def key(m: ModelSpec):
         pref = NET_PREFERENCE.index(m.net) if m.net in NET_PREFERENCE else len(NET_PREFERENCE)
-        return (pref, 0 if m.source == "file" else 1, -m.weights.stat().st_mtime)
+        return (pref, 0 if m.source == "models/" else 1, -m.weights.stat().st_mtime)
     return sorted(cands, key=key)[0]
 
 
@@ -243,7 +247,7 @@ def find_model(model: str | None, task: Task, net: str | None = None,
             spec = pick_model(mixed, net) if level_ok else None
         if spec is None:
             raise UserError(f"no model for task {task.name}" + (f" and net {net}" if net else "")
-                            + f": none in {rel(MODELS)}/<net>/{task.name}.caffemodel or in "
+                            + f": none in {rel(MODELS)}/ (the zoo) or in "
                             f"{rel(RUNS)}/*/ (train one with 'make train', or give --model)")
         return spec
     p = Path(model)
@@ -513,7 +517,7 @@ def register(subparsers) -> None:
     p.add_argument("--sigma", type=float, help="noise level (denoise), e.g. 30")
     p.add_argument("--scale", type=int, help="upscaling factor (sr): 2, 3 or 4")
     p.add_argument("--model", help="a .caffemodel, or a run folder runs/<name>/ (default: search "
-                                   "models/<net>/<task>.caffemodel, then runs/)")
+                                   "the zoo models/<name>/, then runs/)")
     p.add_argument("--net", help="preset to use when searching (red10, red20, red30, red30-official)")
     p.add_argument("--deploy", help="deploy prototxt for a bare .caffemodel (default: beside it)")
     p.add_argument("--no-ensemble", action="store_true",

@@ -15,7 +15,7 @@ number (``data/paper_tables.csv``) beside ours and the difference:
   record matches (so an interrupted run resumes, and adding one model only computes its cells).
 
 What is computed ("ours"): the RED-Net columns from whatever trained models exist (searched
-as :func:`rednet.restore.pick_model` does: ``models/<net>/<task>.caffemodel``, then
+as :func:`rednet.restore.pick_model` does: the zoo ``models/<name>/``, then
 ``runs/<name>/``), bicubic interpolation for the SR tables (always; a row the paper does not
 have), and BM3D for the denoising tables when asked (``--bm3d``, PyPI ``bm3d``, cached under
 ``data/cache/bm3d/``). Protocols and every convention: ``docs/evaluation.md``.
@@ -142,6 +142,7 @@ class EvalConfig:
     seed: int = 0
     max_memory_mb: float = 2048
     red_nets: dict = field(default_factory=lambda: dict(DEFAULT_RED_NETS))
+    zoo_only: bool = False         # only the shipped models of models/, not runs/
     tables: tuple = tuple(TABLES)
     out: Path = RESULTS
 
@@ -215,20 +216,29 @@ class Bm3dCache:
 
 
 def find_red_model(method: str, spec: TableSpec, level: int, cfg: EvalConfig):
-    """The ModelSpec for a RED column at one level, or (None, reason)."""
+    """The ModelSpec for a RED column at one level, or (None, reason).
+
+    A RED30 cell of Tables 1-5 without a model for its level is filled from the single model
+    trained on all levels (Tables 6-7's), when there is one; its ``task`` says so.
+    """
     from .restore import pick_model
-    task = (("denoise-mixed" if spec.kind == "denoise" else "sr-mixed") if spec.single_model
-            else (f"denoise-s{level}" if spec.kind == "denoise" else f"sr-x{level}"))
+    mixed = "denoise-mixed" if spec.kind == "denoise" else "sr-mixed"
+    task = mixed if spec.single_model else (f"denoise-s{level}" if spec.kind == "denoise" else f"sr-x{level}")
     nets = cfg.red_nets[method]
     for net in nets:
-        m = pick_model(task, net)
+        m = pick_model(task, net, zoo_only=cfg.zoo_only)
         if m is not None:
             return m, None
+    if method == "RED30" and not spec.single_model:
+        for net in nets:
+            m = pick_model(mixed, net, zoo_only=cfg.zoo_only)
+            if m is not None:
+                return m, None
     kind, lvl = (("denoise", f"SIGMA={'mixed' if spec.single_model else level}") if spec.kind == "denoise"
                  else ("sr", f"SCALE={'mixed' if spec.single_model else level}"))
     return None, (f"no model for {task} with net {' or '.join(nets)} "
                   f"(make train NET={nets[0]} TASK={kind} {lvl}, or put weights at "
-                  f"models/{nets[0]}/{task}.caffemodel)")
+                  f"a model for {task} in the zoo models/<name>/)")
 
 
 def _file_id(p: Path) -> dict:
@@ -317,6 +327,8 @@ def evaluate_cell(spec: TableSpec, dataset: str, setting: str, method: str, cfg:
         record = {"method": method, "net": model.net, "task": model.task, **file_ids, "ensemble": cfg.ensemble}
         fn = lambda x, name: r.restore(x.astype(np.float32), cfg.ensemble)  # noqa: E731
         what = f"{model.net} {model.task} {rel(model.weights)}"
+        if model.task and model.task.endswith("-mixed") and not spec.single_model:
+            what += " (the single model for all levels, as in Tables 6-7)"
     else:
         return None, "", "not implemented in this project (paper value only)"
     record.update(table=spec.number, setting=setting, data=cfg.dataset_params(dataset),
@@ -530,7 +542,8 @@ def cmd_tables(args) -> int:
                      bsd200_scale=args.bsd200_scale,
                      denoise14_extras=tuple(args.extras) if args.extras else None, bm3d=args.bm3d,
                      limit=args.limit, seed=args.seed, max_memory_mb=args.max_memory,
-                     red_nets=red_nets, tables=_parse_tables(args.tables), out=Path(args.out))
+                     red_nets=red_nets, tables=_parse_tables(args.tables), out=Path(args.out),
+                     zoo_only=args.zoo_only)
     res = run(cfg)
     print(f"wrote {rel(cfg.out / 'tables.md')} and {rel(cfg.out / 'tables.csv')}: "
           f"{len(res['ours'])} cells computed, {len(res['missing'])} without a result (listed in tables.md)")
@@ -552,5 +565,6 @@ def register(subparsers) -> None:
     p.add_argument("--limit", type=int, help="only the first N images of each set (quick look)")
     p.add_argument("--seed", type=int, default=0, help="base seed of the denoising noise (default 0)")
     p.add_argument("--red30-nets", help="nets tried for the RED30 column, in order (default red30,red30-official)")
+    p.add_argument("--zoo-only", action="store_true", help="only the shipped models of models/ (not runs/)")
     p.add_argument("--max-memory", type=float, default=2048, help="forward-pass memory budget, MB (default 2048)")
     p.set_defaults(func=cmd_tables)

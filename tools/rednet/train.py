@@ -547,6 +547,63 @@ class RunPlan:
     mode: str | None = None
     shuffle_seed: int | None = None
     env: dict | None = None           # caffe's environment (None: this process's)
+    seed: "Seed | None" = None        # start a new run from committed weights (FROM_MODEL)
+
+
+@dataclass
+class Seed:
+    """Committed weights a new run continues from, at the iteration they were trained to."""
+    weights: Path
+    iteration: int
+    sha1: str
+    source: str                       # e.g. models/<name>
+
+
+def seed_from_model(folder: str | Path, net: str, task: str) -> Seed:
+    """The :class:`Seed` of a zoo model ``models/<name>/`` (its card checked) for ``net``/``task``."""
+    from . import zoo
+    folder = Path(folder)
+    if folder.suffix == ".caffemodel":
+        folder = folder.parent
+    if not (folder / zoo.CARD).is_file():
+        raise UserError(f"FROM_MODEL={folder}: expected a zoo model folder models/<name>/ with a {zoo.CARD}")
+    card = zoo.verify(folder)
+    if (card["net"], card["task"]) != (net, task):
+        raise UserError(f"FROM_MODEL={folder}: trained as {card['net']} {card['task']}, not {net} {task}")
+    return Seed(folder / card["caffemodel"], int(card["iterations"]), card["sha1"], paths.rel(folder))
+
+
+def seed_snapshot(prefix: str, seed: Seed, shapes, history: int) -> Path:
+    """Write ``<prefix>_iter_<N>.{caffemodel,solverstate}``: a copy of the seed's weights and a
+    solver state at iteration N whose history (Adam's two moments, SGD's momentum) is zero.
+
+    Caffe then resumes as from its own snapshot: the iteration count, the learning-rate
+    schedule and this project's data schedule continue at N; only the optimiser's moments
+    restart from zero (the .solverstate files are not committed, the weights are).
+    """
+    caffe_pb2, _ = _pb()
+    model = _abs(f"{prefix}_iter_{seed.iteration}.caffemodel")
+    state = _abs(f"{prefix}_iter_{seed.iteration}.solverstate")
+    with atomic_path(model) as tmp:
+        shutil.copyfile(seed.weights, tmp)
+    st = caffe_pb2.SolverState()
+    st.iter = seed.iteration
+    st.learned_net = f"{prefix}_iter_{seed.iteration}.caffemodel"     # as Caffe writes it
+    st.current_step = 0
+    for _ in range(history):
+        for _name, blob_shapes in shapes:
+            for shp in blob_shapes:
+                b = st.history.add()
+                b.shape.dim.extend(shp)
+                b.data.extend([0.0] * math.prod(shp))
+    with atomic_path(state) as tmp:
+        tmp.write_bytes(st.SerializeToString())
+    why = check_snapshot(state, model, seed.iteration, shapes)
+    if why is not None:
+        for p in (model, state):
+            p.unlink(missing_ok=True)
+        raise UserError(f"FROM_MODEL={seed.source}: {paths.rel(seed.weights)} does not fit this run's net ({why})")
+    return state
 
 
 def _rewrite_nets(train_net, test_net, run_dir: Path, shuffle: bool):
@@ -704,7 +761,9 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[dict, int, Path |
 
     # where to start
     start, state = 0, None
-    if exists:
+    if plan.seed is not None and not exists:
+        seed_snapshot(run_sol.snapshot_prefix, plan.seed, shapes, history)
+    if exists or plan.seed is not None:
         found = newest_valid_snapshot(run_dir, shapes, log=log)
         if found:
             start, state = found
@@ -779,6 +838,10 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[dict, int, Path |
                              "mode": "GPU" if run_sol.solver_mode == run_sol.GPU else "CPU",
                              "schedule": sched, "caffe_version": info["caffe"]["version"],
                              "cpu": cpu_model(),
+                             **({"restart": {"from": plan.seed.source, "weights_sha1": plan.seed.sha1,
+                                             "iteration": plan.seed.iteration,
+                                             "optimizer_state": "reset (history zero)"}}
+                                if plan.seed is not None and not exists else {}),
                              # bitwise resumption needs the same BLAS threading in every session
                              "env": {k: env[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                                          "OPENBLAS_CORETYPE") if k in env}})
@@ -951,7 +1014,7 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
           display: int | None = None, mode: str | None = None, time_limit: float | None = None,
           diverge_factor: float = DEFAULT_DIVERGE_FACTOR, progress: bool = True, build: bool = True,
           shuffle_seed: int | None = None, runs_dir: str | Path | None = None,
-          blas_core: str | None = None) -> dict:
+          blas_core: str | None = None, from_model: str | None = None) -> dict:
     """Prepare (or resume) a run and train it; return the run record (``status`` says how it ended).
 
     Raises :class:`UserError` for bad input and :class:`TrainError` when training stops on
@@ -988,7 +1051,13 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
             env.pop("OPENBLAS_CORETYPE", None)
         else:
             env["OPENBLAS_CORETYPE"] = blas_core
-    plan = RunPlan(name, run_dir, src, int(iters), snapshot_every, display, mode, shuffle_seed, env)
+    seed = None
+    if from_model is not None:
+        if old is not None:
+            raise UserError(f"FROM_MODEL={from_model}: run {paths.rel(run_dir)} exists and resumes from its own "
+                            f"snapshots; drop FROM_MODEL, or give RUN=<a new name>")
+        seed = seed_from_model(from_model, net, task)
+    plan = RunPlan(name, run_dir, src, int(iters), snapshot_every, display, mode, shuffle_seed, env, seed)
     with _locked(run_dir):
         info, start, state = prepare(plan, resume=resume)
         record_path = run_dir / "run.json"
@@ -1046,7 +1115,8 @@ def cmd_train(args) -> int:
                  snapshot_every=args.snapshot_every, display=args.display, mode=args.mode,
                  time_limit=args.time_limit * 60 if args.time_limit else None,
                  diverge_factor=args.diverge_factor, progress=not args.no_progress,
-                 shuffle_seed=args.shuffle_seed, runs_dir=args.runs_dir, blas_core=args.blas_core)
+                 shuffle_seed=args.shuffle_seed, runs_dir=args.runs_dir, blas_core=args.blas_core,
+                 from_model=args.from_model)
     return 0 if info["status"] in ("done", "stopped") else 1
 
 
@@ -1088,5 +1158,7 @@ def register(subparsers) -> None:
     p.add_argument("--blas-core", help="OPENBLAS_CORETYPE for caffe: auto (OpenBLAS detects the CPU) or a core "
                                        "name (default: the environment's)")
     p.add_argument("--runs-dir", help="folder of the run folders (default runs/)")
+    p.add_argument("--from-model", metavar="MODELS/NAME",
+                   help="start a new run from a zoo model's weights at its iteration (Adam's moments restart)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)

@@ -1,0 +1,23 @@
+# The model zoo (docs/zoo.md): models/<name>/ holds a trained model's weights, its deploy net
+# and its card (readme.md); tools/rednet/zoo.py.  `make tables`, `restore` and `demo` find it.
+#
+#   make zoo-export RUN=red10_denoise-s30 [NAME=red10_denoise-s30]   a run's newest snapshot -> models/<NAME>/
+#   make zoo-results      Tables 1-7 from the shipped models only -> docs/results/, their cells into the cards
+#   make zoo-verify       every card against its files (sha1, deploy net)
+
+ZOO_RESULTS := results/zoo
+
+.PHONY: zoo-export zoo-results zoo-verify
+
+zoo-export: $(SETUP_STAMP) ## copy a run's newest snapshot into models/<NAME>/ with its card, curves and sample: RUN=<name> [NAME=]
+	@test -n "$(RUN)" || { echo "make zoo-export: give RUN=<a run folder name under runs/>" >&2; exit 2; }
+	$(PY) -m rednet zoo export --run '$(RUN)' $(if $(NAME),--name '$(NAME)')
+
+zoo-results: $(SETUP_STAMP) ## Tables 1-7 of the shipped models -> docs/results/tables.{md,csv}; cells into each card [ENSEMBLE=0]
+	$(PY) -m rednet tables $(TABLES_ARGS) --zoo-only --out $(ZOO_RESULTS)
+	@mkdir -p docs/results
+	cp $(ZOO_RESULTS)/tables.md $(ZOO_RESULTS)/tables.csv docs/results/
+	$(PY) -m rednet zoo cells $(ZOO_RESULTS)
+
+zoo-verify: $(SETUP_STAMP) ## check every shipped model's card against its files (sha1, deploy net, shapes)
+	$(PY) -m rednet zoo verify

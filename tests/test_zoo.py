@@ -1,0 +1,137 @@
+"""The model zoo (models/<name>/): the shipped models, and exporting / restarting from one.
+
+- every shipped card: the Model Zoo keys and ours, the caffemodel's sha1, the weights load
+  into the folder's deploy net, and one real test image comes out clearly better;
+- `zoo export` of a real (tiny) run through `bin/caffe`: files, card, sha1; a changed byte
+  is caught by `zoo verify`;
+- `train --from-model`: a new run continues from the zoo weights at their iteration, with
+  Adam's moments reset, and records it.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rednet import zoo
+from test_train import cli, same_weights, train_args, write_toy
+
+SHIPPED = zoo.folders(zoo.ZOO)
+
+
+def test_the_zoo_ships_models():
+    assert SHIPPED, f"no model folders with a {zoo.CARD} under models/"
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=[f.name for f in SHIPPED])
+def test_shipped_card_matches_its_files(folder):
+    card = zoo.verify(folder)                    # sha1, deploy net, blob shapes
+    for k in zoo.CARD_KEYS:
+        assert k in card
+    assert card["patches_seen"] == card["iterations"] * card["batch"]
+    assert card["training"]["cpus"] and card["training"]["wall_seconds"] > 0
+    for f in folder.iterdir():
+        assert f.stat().st_size < 20 * 2**20, f"{f}: over 20 MB"
+    assert not list(folder.glob("*.solverstate"))
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=[f.name for f in SHIPPED])
+def test_shipped_model_restores_a_real_image(folder, datasets_dir):
+    """Loaded into its deploy net by pycaffe, the model clearly improves a real test image
+    (the first of the 14 images for denoising, the first Set5 image for SR)."""
+    from rednet import metrics
+    from rednet.restore import Restorer
+    from rednet.tables import EvalConfig, load_images
+    from rednet.tasks import get_task
+    card = zoo.read_card(folder)
+    task = get_task(card["task"])
+    r = Restorer(folder / "deploy.prototxt", folder / card["caffemodel"])
+    cfg = EvalConfig(datasets=datasets_dir, limit=1)
+    if task.kind == "denoise":
+        name, clean = load_images("denoise14", cfg)[0]
+        for sigma in task.levels:
+            noisy = metrics.add_noise(clean, sigma, f"zoo/{name}", 0)
+            p_in, _ = metrics.denoise_scores(noisy, clean)
+            p_out, _ = metrics.denoise_scores(r.restore(noisy.astype(np.float32), ensemble=False), clean)
+            assert p_out > p_in + 3.0, (sigma, p_in, p_out)
+    else:
+        name, img = load_images("Set5", cfg)[0]
+        for s in task.levels:
+            hr, up = metrics.sr_pair(img, s)
+            p_in, _ = metrics.sr_scores(up, hr, s, "authors")
+            p_out, _ = metrics.sr_scores(r.restore(up.astype(np.float32), ensemble=False), hr, s, "authors")
+            assert p_out > p_in + 0.5, (s, p_in, p_out)
+
+
+# -- export and restart, on a tiny real run ---------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("zoo")
+    toy = write_toy(tmp / "toy", max_iter=40, snapshot=10)
+    runs = tmp / "runs"
+    r = cli(*train_args(toy, runs, "tiny", "--iters", "20"))
+    assert r.returncode == 0, r.stderr + r.stdout
+    return toy, runs / "tiny", tmp
+
+
+def test_export_writes_a_card_that_verifies(tiny_run, datasets_dir):
+    toy, run, tmp = tiny_run
+    folder = zoo.export(run, "tiny-model", root=tmp / "models", datasets=datasets_dir)
+    card = zoo.verify(folder)
+    assert (card["net"], card["task"], card["iterations"], card["batch"]) == ("toy", "denoise-s30", 20, 16)
+    assert card["sha1"] == zoo.sha1_file(folder / "tiny-model.caffemodel")
+    assert card["caffe_commit"] == zoo.CAFFE_COMMIT
+    info = json.loads((run / "run.json").read_text())
+    assert card["training"]["cpus"] == [info["sessions"][-1]["cpu"]]
+    assert card["database"]["train_list_sha256"] == info["config"]["train_list_sha256"]
+    for f in ("deploy.prototxt", "curves.png", "sample.png", zoo.CARD):
+        assert (folder / f).is_file(), f
+    body = (folder / zoo.CARD).read_text()
+    assert "make train NET=toy" in body and "![training loss" in body
+    # one changed byte in the weights is caught
+    w = folder / "tiny-model.caffemodel"
+    data = bytearray(w.read_bytes())
+    data[-1] ^= 1
+    w.write_bytes(bytes(data))
+    with pytest.raises(zoo.UserError, match="sha1"):
+        zoo.verify(folder)
+
+
+def test_a_new_run_continues_from_zoo_weights(tiny_run, datasets_dir):
+    """FROM_MODEL: the run starts at the model's iteration from its exact weights; only the
+    optimiser's history restarts (zero), and run.json says so."""
+    toy, run, tmp = tiny_run
+    folder = zoo.export(run, "seed", root=tmp / "models2", datasets=datasets_dir)
+    runs = tmp / "runs"
+    r = cli(*train_args(toy, runs, "again", "--iters", "30", "--from-model", str(folder)))
+    assert r.returncode == 0, r.stderr + r.stdout
+    info = json.loads((runs / "again" / "run.json").read_text())
+    s = info["sessions"][0]
+    assert s["start_iter"] == 20 and s["end_iter"] == 30
+    assert s["restart"]["iteration"] == 20 and s["restart"]["weights_sha1"] == zoo.read_card(folder)["sha1"]
+    log = (runs / "again" / "train.log").read_text()
+    assert "Iteration 20" in log and "Iteration 0," not in log
+    # the starting weights are exactly the zoo's
+    seed_model = runs / "again" / "snapshots" / "toy_denoise-s30_iter_20.caffemodel"
+    assert same_weights(seed_model, folder / "seed.caffemodel")
+    # exported into the same folder, the card counts the training before the restart once
+    first = zoo.read_card(folder)
+    zoo.export(runs / "again", "seed", root=folder.parent, datasets=datasets_dir)
+    zoo.export(runs / "again", "seed", root=folder.parent, datasets=datasets_dir)   # twice: no double count
+    card = zoo.read_card(folder)
+    assert card["iterations"] == 30 and card["training"]["sessions"] == first["training"]["sessions"] + 1
+    assert card["training"]["carried"]["from_sha1"] == first["sha1"]
+    assert card["training"]["wall_seconds"] >= first["training"]["wall_seconds"]
+    its = [int(line.split(",")[0]) for line in (folder / "curves.csv").read_text().splitlines()[1:]]
+    assert its == sorted(its) and its[0] == 0 and its[-1] == 30     # the curve before the restart is kept
+    # an existing run is not overwritten by a seed
+    r = cli(*train_args(toy, runs, "again", "--iters", "40", "--from-model", str(folder)))
+    assert r.returncode == 2 and "resumes from its own snapshots" in r.stderr
+    # a model of another task is refused in one line
+    card_path = folder / zoo.CARD
+    card_path.write_text(card_path.read_text().replace("task: denoise-s30", "task: sr-x3"))
+    r = cli(*train_args(toy, runs, "other", "--iters", "30", "--from-model", str(folder)))
+    assert r.returncode == 2 and "not toy denoise-s30" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (runs / "other").exists()

@@ -1,0 +1,450 @@
+"""The model zoo: trained RED-Nets shipped in ``models/<name>/`` (``bin/python -m rednet zoo``).
+
+One folder per model, in the layout of the Caffe Model Zoo (BVLC ``docs/model_zoo.md``)::
+
+    models/<name>/
+      <name>.caffemodel    the weights (a snapshot of a run of `make train`)
+      deploy.prototxt      the net they load into (the run's own copy of gen/<net>/deploy.prototxt)
+      readme.md            the card: YAML front matter (below), then how to reproduce it
+      curves.csv, .png     training loss and validation PSNR against the iteration
+      sample.png           one test image: corrupted | restored | clean
+
+This module alone reads and writes the card.  Its front matter holds the Model Zoo's keys
+(``name``, ``caffemodel``, ``sha1``, ``caffe_commit``, ``license``, ``gist_id``) and ours:
+what was trained (``net``, ``task``), how far (``iterations``, ``batch``, ``patches_seen``),
+at what cost (``training``: wall time, CPU models, Caffe build, BLAS kernel, sessions,
+restarts), from what (``database``, ``solver`` hashes) and the table cells it fills
+(``cells``: ours, the paper's, the difference, ensemble on or off), written by
+``zoo cells`` from the per-cell records of ``make tables`` (so the numbers in a card are the
+numbers of ``docs/results/``, computed once).
+
+- ``zoo export --run runs/<name>`` copies a run's newest valid snapshot into the zoo with
+  its card and pictures (``make zoo-export RUN=...``);
+- ``zoo verify`` checks every card against its files (sha1, deploy net, weights' shapes);
+- ``zoo cells RESULTS`` writes the cells a results folder holds into the cards.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from . import paths
+from .errors import UserError, atomic_path, atomic_write_text
+from .paths import ROOT, rel
+
+ZOO = ROOT / "models"
+CARD = "readme.md"
+#: the keys every card's front matter has (checked by `zoo verify` and the tests)
+CARD_KEYS = ("name", "caffemodel", "sha1", "caffe_commit", "license", "net", "task", "iterations",
+             "batch", "patches_seen", "training", "database", "solver", "cells")
+#: the BVLC Caffe commit the stock build is made from (the sdist brocolli-caffe 9.0.2)
+CAFFE_COMMIT = "9b891540183ddc834a02b2bd81b31afae71b2153"
+LICENSE = "BSD-2-Clause (the weights: this project's own training; see readme)"
+
+
+# --------------------------------------------------------------------------- the card
+def sha1_file(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_card(folder: Path) -> dict:
+    """The front matter of ``folder/readme.md`` as a dict (one-line UserError when unreadable)."""
+    import yaml
+    p = Path(folder) / CARD
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise UserError(f"{rel(p)}: cannot read the model card ({e.strerror})") from None
+    parts = text.split("---\n", 2)
+    if not text.startswith("---\n") or len(parts) < 3:
+        raise UserError(f"{rel(p)}: expected YAML front matter between '---' lines")
+    try:
+        card = yaml.safe_load(parts[1])
+    except yaml.YAMLError as e:
+        raise UserError(f"{rel(p)}: front matter is not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(card, dict):
+        raise UserError(f"{rel(p)}: front matter is not a mapping")
+    missing = [k for k in CARD_KEYS if k not in card]
+    if missing:
+        raise UserError(f"{rel(p)}: card lacks {', '.join(missing)}")
+    return card
+
+
+def write_card(folder: Path, card: dict, body: str) -> None:
+    import yaml
+    front = yaml.safe_dump(card, sort_keys=False, allow_unicode=True, width=100)
+    atomic_write_text(Path(folder) / CARD, f"---\n{front}---\n{body}")
+
+
+def card_body(folder: Path) -> str:
+    text = (Path(folder) / CARD).read_text()
+    return text.split("---\n", 2)[2]
+
+
+def folders(root: Path = ZOO) -> list[Path]:
+    """Every model folder (one with a card) under ``root``."""
+    return sorted(p.parent for p in Path(root).glob(f"*/{CARD}")) if Path(root).is_dir() else []
+
+
+def verify(folder: Path) -> dict:
+    """The card of ``folder`` after checking its files: the caffemodel's sha1, the deploy net,
+    and every weight blob's shape against the deploy net's (without loading Caffe)."""
+    from .restore import caffemodel_shapes
+    from .train import param_shapes
+    card = read_card(folder)
+    weights, deploy = Path(folder) / card["caffemodel"], Path(folder) / "deploy.prototxt"
+    for p in (weights, deploy):
+        if not p.is_file():
+            raise UserError(f"{rel(p)}: missing (named by {rel(Path(folder) / CARD)})")
+    got = sha1_file(weights)
+    if got != card["sha1"]:
+        raise UserError(f"{rel(weights)}: sha1 {got} differs from the card's {card['sha1']}")
+    stored = caffemodel_shapes(weights)
+    want = dict(param_shapes(deploy))
+    if set(stored) != set(want):
+        raise UserError(f"{rel(weights)}: layers {sorted(set(stored) ^ set(want))} do not match {rel(deploy)}")
+    return card
+
+
+# --------------------------------------------------------------------------- exporting a run
+def _sessions_summary(info: dict) -> dict:
+    sessions = info.get("sessions", [])
+    import datetime as dt
+
+    def seconds(s):
+        try:
+            a = dt.datetime.fromisoformat(s["started"])
+            b = dt.datetime.fromisoformat(s["ended"])
+            return max(0.0, (b - a).total_seconds())
+        except (KeyError, TypeError, ValueError):
+            return 0.0
+    trained = [s for s in sessions if s.get("end_iter") is not None and s.get("end_iter", 0) > s.get("start_iter", 0)]
+    cpus = sorted({s.get("cpu") or "unknown (not recorded)" for s in trained})
+    blas = sorted({(s.get("env") or {}).get("OPENBLAS_CORETYPE", "auto (OpenBLAS detects the CPU)") for s in trained})
+    return {"wall_seconds": round(sum(seconds(s) for s in trained)), "sessions": len(trained),
+            "cpus": cpus, "blas_kernel": blas,
+            "caffe_build": sorted({s.get("caffe_version", "?") for s in trained}),
+            "restarts": [s["restart"] for s in sessions if s.get("restart")]}
+
+
+def _with_earlier_training(summary: dict, old: dict) -> dict:
+    """Add the training that a restarted run continued from (FROM_MODEL) to its totals.
+
+    A run started from a card's weights records their sha1; when the card being replaced is
+    that one, its totals are carried; when it is an earlier export of this same run, what it
+    carried is carried again (so exporting twice never counts anything twice)."""
+    if not summary["restarts"]:
+        return summary
+    sha1 = summary["restarts"][0]["weights_sha1"]
+    t = old.get("training") or {}
+    if old.get("sha1") == sha1:
+        carried = {k: t.get(k) for k in ("wall_seconds", "sessions", "cpus", "blas_kernel", "caffe_build")}
+        carried["from_sha1"] = sha1
+    elif (t.get("carried") or {}).get("from_sha1") == sha1:
+        carried = t["carried"]
+    else:
+        raise UserError(f"the run restarted from weights {sha1[:12]}..., which are not those of "
+                        f"models/{old.get('name', '?')} (its training so far cannot be accounted for); "
+                        f"export it under another NAME=")
+    out = dict(summary)
+    out["wall_seconds"] = summary["wall_seconds"] + int(carried["wall_seconds"] or 0)
+    out["sessions"] = summary["sessions"] + int(carried["sessions"] or 0)
+    for k in ("cpus", "blas_kernel", "caffe_build"):
+        out[k] = sorted(set(summary[k]) | set(carried[k] or []))
+    out["carried"] = carried
+    return out
+
+
+def _curves(run_dir: Path, folder: Path, title: str, earlier: bool) -> dict:
+    """``curves.csv`` and ``curves.png``: training loss and validation PSNR (from Caffe's
+    test-phase loss) against the iteration.  ``earlier``: keep the rows of the folder's old
+    curves.csv before this run's first iteration (a run restarted from these weights)."""
+    import csv
+    import io
+    import math
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .logparse import parse_log
+    table = parse_log(run_dir / "train.log")
+    # Caffe's EuclideanLoss = sum of squares / (2 N); per pixel MSE = 2 loss / (C H W)
+    pix = _val_patch_pixels(run_dir)
+    rows = [(r.iteration, r.train_loss,
+             10 * math.log10(pix / (2 * r.test_loss)) if r.test_loss else None)
+            for r in (table.rows[k] for k in sorted(table.rows))]
+    old_csv = folder / "curves.csv"
+    if earlier and old_csv.is_file() and rows:
+        with open(old_csv, newline="") as f:
+            before = [(int(r["iteration"]), float(r["train_loss"]) if r["train_loss"] else None,
+                       float(r["val_psnr"]) if r["val_psnr"] else None)
+                      for r in csv.DictReader(f) if int(r["iteration"]) < rows[0][0]]
+        rows = before + rows
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["iteration", "train_loss", "val_psnr"])
+    for it, tl, vp in rows:
+        w.writerow([it, "" if tl is None else f"{tl:.6g}", "" if vp is None else f"{vp:.4f}"])
+    atomic_write_text(old_csv, buf.getvalue())
+    tr = [(it, tl) for it, tl, _ in rows if tl is not None]
+    va = [(it, vp) for it, _, vp in rows if vp is not None]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=90)
+    if tr:
+        a.plot(*zip(*tr), lw=0.6)
+    a.set(xlabel="iteration", ylabel="training loss (Caffe EuclideanLoss)", yscale="log", title="training loss")
+    if va:
+        b.plot(*zip(*va), marker=".", lw=0.8)
+    b.set(xlabel="iteration", ylabel="PSNR (dB)", title="validation patches (test phase)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(folder / "curves.png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return {"last_val_psnr": round(va[-1][1], 3) if va else None, "val_points": len(va)}
+
+
+def _val_patch_pixels(run_dir: Path) -> int:
+    """C x H x W of one validation patch (from the run's first validation shard)."""
+    import h5py
+    sched = run_dir / "data" / "val_schedule.txt"
+    first = sched.read_text().split()[0] if sched.is_file() else None
+    if not first:
+        raise UserError(f"{rel(sched)}: no validation schedule (the run has no test phase)")
+    p = Path(first) if Path(first).is_absolute() else ROOT / first
+    with h5py.File(p, "r") as f:
+        shape = f["label"].shape
+    return int(shape[1] * shape[2] * shape[3])
+
+
+def _sample(folder: Path, deploy: Path, weights: Path, task, datasets: Path) -> dict:
+    """Restore one test image (the first of the task's first table) and save the picture."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from . import metrics
+    from .restore import Restorer
+    from .tables import EvalConfig, load_images
+    cfg = EvalConfig(datasets=datasets, limit=1)
+    level = task.levels[0] if task.kind == "sr" else (30 if 30 in task.levels else task.levels[0])
+    r = Restorer(deploy, weights)
+    if task.kind == "denoise":
+        name, clean = load_images("denoise14", cfg)[0]
+        x = metrics.add_noise(clean, level, f"denoise14/{name}", 0)
+        out = r.restore(x.astype(np.float32), ensemble=False)
+        p_in, _ = metrics.denoise_scores(x, clean)
+        p_out, _ = metrics.denoise_scores(out, clean)
+        what, ref = f"noisy, sigma={level}", clean / 255.0
+    else:
+        name, img = load_images("Set5", cfg)[0]
+        ref, x = metrics.sr_pair(img, level)
+        out = r.restore(x.astype(np.float32), ensemble=False)
+        p_in, _ = metrics.sr_scores(x, ref, level, "authors")
+        p_out, _ = metrics.sr_scores(out, ref, level, "authors")
+        what = f"bicubic x{level}"
+        ref = ref / 255.0 if ref.max() > 1.5 else ref
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.4), dpi=80)
+    for ax, im, title in zip(axes, (x, out, ref), (f"{what} ({p_in:.2f} dB)", f"restored ({p_out:.2f} dB)", "clean")):
+        ax.imshow(np.clip(np.asarray(im, dtype=np.float64), 0, 1), cmap="gray", vmin=0, vmax=1,
+                  interpolation="nearest")
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    with atomic_path(folder / "sample.png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return {"image": name, "level": level, "psnr_in": round(float(p_in), 3), "psnr_out": round(float(p_out), 3)}
+
+
+def export(run_dir: Path, name: str | None = None, root: Path = ZOO, datasets: Path | None = None) -> Path:
+    """Copy the newest valid snapshot of ``run_dir`` into ``root/<name>/`` with its card."""
+    from .restore import caffemodel_shapes, from_run
+    from .tasks import get_task
+    from .train import _load_json, param_shapes
+    run_dir = Path(run_dir)
+    if not (run_dir / "run.json").is_file():
+        raise UserError(f"{rel(run_dir)}: not a run folder (no run.json)")
+    info = _load_json(run_dir / "run.json")
+    name = name or info["name"]
+    spec = from_run(run_dir)
+    it = int(spec.weights.stem.rsplit("_iter_", 1)[1])
+    stored = caffemodel_shapes(spec.weights)            # a cut or empty file fails here
+    if set(stored) != {n for n, _ in param_shapes(spec.deploy)}:
+        raise UserError(f"{rel(spec.weights)}: does not match {rel(spec.deploy)}")
+    folder = Path(root) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / f"{name}.caffemodel"
+    with atomic_path(weights) as tmp:
+        shutil.copyfile(spec.weights, tmp)
+    with atomic_path(folder / "deploy.prototxt") as tmp:
+        shutil.copyfile(spec.deploy, tmp)
+    task = get_task(info["task"])
+    old = read_card(folder) if (folder / CARD).is_file() else {}
+    summary = _with_earlier_training(_sessions_summary(info), old)
+    curves = _curves(run_dir, folder, f"{name}: {info['net']} {info['task']}", bool(summary.get("carried")))
+    sample = _sample(folder, folder / "deploy.prototxt", weights, task, paths.datasets_dir(datasets))
+    batch = int(info.get("batch_size", 16)) * int(info.get("iter_size", 1))
+    card = {
+        "name": name,
+        "caffemodel": weights.name,
+        "caffemodel_url": f"models/{name}/{weights.name} (in this repository)",
+        "sha1": sha1_file(weights),
+        "caffe_commit": CAFFE_COMMIT,
+        "license": LICENSE,
+        "gist_id": None,
+        "net": info["net"],
+        "task": info["task"],
+        "iterations": it,
+        "batch": batch,
+        "patches_seen": it * batch,
+        "training": summary,
+        "database": {"train_list": info["data"]["train"]["list"],
+                     "train_list_sha256": info["config"]["train_list_sha256"],
+                     "patches": info["data"]["train"]["patches"],
+                     "val_list_sha256": info["config"].get("val_list_sha256")},
+        "solver": {"file": info["sources"]["solver"], "sha256": info["config"]["solver_sha256"],
+                   "type": info.get("solver_type")},
+        "validation": curves,
+        "sample": sample,
+        "cells": old.get("cells", []),
+    }
+    write_card(folder, card, _body(card))
+    return folder
+
+
+def _body(card: dict) -> str:
+    net, task, it = card["net"], card["task"], card["iterations"]
+    t = card["training"]
+    kind, level = task.split("-", 1)
+    words = (f"TASK=denoise SIGMA={level[1:] if level.startswith('s') else level}" if kind == "denoise"
+             else f"TASK=sr SCALE={level[1:] if level.startswith('x') else level}")
+    hours = t["wall_seconds"] / 3600
+    lines = [
+        f"# {card['name']}: {net}, {task}", "",
+        f"RED-Net `{net}` trained for `{task}` with the stock `caffe` binary: {it:,} iterations of "
+        f"batch {card['batch']} ({card['patches_seen']:,} patches), {hours:.1f} h of training in "
+        f"{t['sessions']} session(s) on {', '.join(t['cpus'])} (2 cores), BLAS kernel "
+        f"{', '.join(t['blas_kernel'])}.",
+        "",
+        "The paper trains far longer on a GPU; this model is what this project's CPUs gave, and "
+        "its cells below say how far it is from the paper's.",
+        "",
+        "## Use it", "",
+        "```sh",
+        f"make restore IN=noisy.png OUT=restored.png {words} MODEL=models/{card['name']}/{card['caffemodel']}",
+        "make tables        # fills the cells below (models/ is searched by default)",
+        "```", "",
+        "## Reproduce it", "",
+        "```sh",
+        f"make data {words}",
+        f"make train NET={net} {words} ITERS={it}",
+        f"make zoo-export RUN={net}_{task} NAME={card['name']}",
+        "```", "",
+        "Training resumes exactly when interrupted (`make train` again). Where the run folder is "
+        "lost, `make train ... FROM_MODEL=models/<name>` continues from these weights at their "
+        "iteration (Adam's moments restart; recorded under `training.restarts`).", "",
+        "## Curves", "",
+        "![training loss and validation PSNR](curves.png)", "",
+        "Validation PSNR is Caffe's test-phase loss on the run's validation patches turned into "
+        "dB (per-pixel MSE = 2 x loss / (C H W)); it is a patch average, not a table cell.", "",
+        "## Sample", "",
+        "![corrupted, restored, clean](sample.png)", "",
+        f"`{card['sample']['image']}`: {card['sample']['psnr_in']} dB in, {card['sample']['psnr_out']} dB "
+        f"restored (one forward pass, no ensemble).", "",
+        "## Cells", "",
+    ]
+    if card["cells"]:
+        lines += ["| table | dataset | setting | ours PSNR / SSIM | paper PSNR / SSIM | difference (dB) | ensemble |",
+                  "|---|---|---|---|---|---|---|"]
+        for c in card["cells"]:
+            paper = f"{c['paper_psnr']:.2f} / {c['paper_ssim']:.4f}" if c.get("paper_psnr") is not None else "-"
+            diff = f"{c['diff_psnr']:+.2f}" if c.get("diff_psnr") is not None else "-"
+            lines.append(f"| {c['table']} | {c['dataset']} | {c['setting']} | {c['psnr']:.2f} / {c['ssim']:.4f} | "
+                         f"{paper} | {diff} | {'on' if c['ensemble'] else 'off'} |")
+    else:
+        lines.append("Not evaluated yet: `make zoo-results` fills them.")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- cells from results
+def cells(results: Path, root: Path = ZOO) -> dict[str, int]:
+    """Write into every card the table cells that ``results/per_image/`` holds for its weights."""
+    import csv
+
+    from .tables import read_paper
+    paper = read_paper()
+    records = []
+    for meta in sorted((Path(results) / "per_image").glob("*.json")):
+        rec = json.loads(meta.read_text())
+        if "weights" in rec:
+            with open(meta.with_suffix(".csv"), newline="") as f:
+                rows = list(csv.DictReader(f))
+            records.append((rec, rows))
+    counts = {}
+    for folder in folders(root):
+        card = read_card(folder)
+        mine = []
+        for rec, rows in records:
+            if rec["weights"]["sha256"] != _sha256(folder / card["caffemodel"]):
+                continue
+            psnr = sum(float(r["psnr"]) for r in rows) / len(rows)
+            ssim = sum(float(r["ssim"]) for r in rows) / len(rows)
+            ds = rec["data"]["dataset"]
+            p = paper.get((rec["table"], ds, rec["setting"], rec["method"])) or {}
+            mine.append({"table": rec["table"], "dataset": ds, "setting": rec["setting"],
+                         "method": rec["method"], "psnr": round(psnr, 4), "ssim": round(ssim, 5),
+                         "images": len(rows), "paper_psnr": p.get("psnr"), "paper_ssim": p.get("ssim"),
+                         "diff_psnr": round(psnr - p["psnr"], 2) if p.get("psnr") is not None else None,
+                         "ensemble": bool(rec.get("ensemble"))})
+        card["cells"] = sorted(mine, key=lambda c: (c["table"], c["dataset"], c["setting"]))
+        write_card(folder, card, _body(card))
+        counts[card["name"]] = len(mine)
+    return counts
+
+
+def _sha256(p: Path) -> str:
+    from .datasets import sha256_file
+    return sha256_file(p)
+
+
+# --------------------------------------------------------------------------- command line
+def cmd_zoo(args) -> int:
+    if args.action == "export":
+        if not args.run:
+            raise UserError("zoo export: give --run runs/<name> (make zoo-export RUN=<name>)")
+        run = Path(args.run)
+        if not run.is_dir() and (paths.RUNS / args.run).is_dir():
+            run = paths.RUNS / args.run
+        folder = export(run, args.name, datasets=args.datasets)
+        card = read_card(folder)
+        print(f"{rel(folder)}: {card['net']} {card['task']} at iteration {card['iterations']}, sha1 {card['sha1']}")
+    elif args.action == "verify":
+        fs = folders()
+        for f in fs:
+            card = verify(f)
+            print(f"ok {rel(f)}: {card['net']} {card['task']} iteration {card['iterations']}")
+        if not fs:
+            print(f"no models in {rel(ZOO)}/")
+    else:
+        for name, n in cells(Path(args.results)).items():
+            print(f"{name}: {n} cells")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("zoo", help="the shipped models in models/: export a run, verify, fill cells",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("action", choices=("export", "verify", "cells"))
+    p.add_argument("results", nargs="?", default=str(paths.RESULTS), help="for cells: the tables' output folder")
+    p.add_argument("--run", help="for export: the run folder (or its name under runs/)")
+    p.add_argument("--name", help="for export: the model's folder name (default: the run's name)")
+    p.add_argument("--datasets", help="benchmark images for the sample picture (default $DATASETS)")
+    p.set_defaults(func=cmd_zoo)
