@@ -2,7 +2,8 @@
 # and its card (readme.md); tools/rednet/zoo.py.  `make tables`, `restore` and `demo` find it.
 #
 #   make zoo-export RUN=red10_denoise-s30 [NAME=red10_denoise-s30]   a run's newest snapshot -> models/<NAME>/
-#   make zoo-results      Tables 1-7 from the shipped models only -> docs/results/, their cells into the cards
+#   make zoo-results      Tables 1-7 from the shipped models only -> docs/results/, their cells into the cards,
+#                         and the ensemble's gain on the 14 images and Set5 (Tables 1, 3 once more without it)
 #   make zoo-verify       every card against its files (sha1, deploy net)
 
 ZOO_RESULTS := results/zoo
@@ -18,6 +19,9 @@ zoo-results: $(SETUP_STAMP) ## Tables 1-7 of the shipped models -> docs/results/
 	@mkdir -p docs/results
 	cp $(ZOO_RESULTS)/tables.md $(ZOO_RESULTS)/tables.csv docs/results/
 	$(PY) -m rednet zoo cells $(ZOO_RESULTS)
+	$(PY) -m rednet tables $(filter-out --tables $(TABLES) --no-ensemble,$(TABLES_ARGS)) --tables 1,3 --no-ensemble \
+		--zoo-only --out $(ZOO_RESULTS)-single
+	$(PY) -m rednet zoo gain $(ZOO_RESULTS) --single $(ZOO_RESULTS)-single --dest docs/results/ensemble_gain
 
 zoo-verify: $(SETUP_STAMP) ## check every shipped model's card against its files (sha1, deploy net, shapes)
 	$(PY) -m rednet zoo verify

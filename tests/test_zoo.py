@@ -135,3 +135,40 @@ def test_a_new_run_continues_from_zoo_weights(tiny_run, datasets_dir):
     assert r.returncode == 2 and "not toy denoise-s30" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (runs / "other").exists()
+
+
+@pytest.mark.datasets
+def test_cells_and_ensemble_gain_from_the_tables_records(tmp_path, monkeypatch, caffe, datasets_dir):
+    """`make zoo-results` in small: the cells `tables` computed for a zoo model go into its
+    card (ours, paper, difference, ensemble flag), and the gain table pairs the cells
+    computed with and without the 8-orientation ensemble."""
+    from test_restore import make_model, make_zoo_model
+
+    from rednet import restore, tables
+    models, runs = tmp_path / "models", tmp_path / "runs"
+    runs.mkdir()
+    deploy, weights = make_model(tmp_path / "made", caffe, depth=4, width=8, seed=5)
+    folder = make_zoo_model(models, "red10_denoise-s30", "red10", "denoise-s30", deploy, weights)
+    monkeypatch.setattr(restore, "MODELS", models)
+    monkeypatch.setattr(restore, "RUNS", runs)
+    ens, single = tmp_path / "ens", tmp_path / "single"
+    for out, e in ((ens, True), (single, False)):
+        tables.run(tables.EvalConfig(datasets=datasets_dir, ensemble=e, limit=2, tables=(1,), out=out, zoo_only=True))
+    assert zoo.cells(ens, root=models) == {"red10_denoise-s30": 1}
+    (cell,) = zoo.read_card(folder)["cells"]
+    paper = tables.read_paper()[(1, "denoise14", "sigma=30", "RED10")]
+    assert (cell["table"], cell["setting"], cell["method"], cell["images"], cell["ensemble"]) == (1, "sigma=30", "RED10", 2, True)
+    assert cell["paper_psnr"] == paper["psnr"] and cell["diff_psnr"] == pytest.approx(cell["psnr"] - paper["psnr"], abs=0.01)
+    ours = [r for r in csv_rows(ens / "tables.csv") if r["source"] == "ours" and r["method"] == "RED10"]
+    assert float(ours[0]["psnr"]) == pytest.approx(cell["psnr"], abs=1e-3)
+    assert "| 1 | denoise14 | sigma=30 |" in (folder / zoo.CARD).read_text()
+    rows = zoo.ensemble_gain(ens, single, tmp_path / "gain")
+    assert len(rows) == 1 and rows[0]["gain_db"] == pytest.approx(rows[0]["psnr_ensemble"] - rows[0]["psnr_single"], abs=1e-3)
+    assert rows[0]["psnr_single"] != rows[0]["psnr_ensemble"]
+    assert (tmp_path / "gain.md").read_text().count("| 1 | denoise14 | sigma=30 | RED10 | 2 |") == 1
+
+
+def csv_rows(p):
+    import csv
+    with open(p, newline="") as f:
+        return list(csv.DictReader(f))

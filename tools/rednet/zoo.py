@@ -21,7 +21,9 @@ numbers of ``docs/results/``, computed once).
 - ``zoo export --run runs/<name>`` copies a run's newest valid snapshot into the zoo with
   its card and pictures (``make zoo-export RUN=...``);
 - ``zoo verify`` checks every card against its files (sha1, deploy net, weights' shapes);
-- ``zoo cells RESULTS`` writes the cells a results folder holds into the cards.
+- ``zoo cells RESULTS`` writes the cells a results folder holds into the cards;
+- ``zoo gain RESULTS --single RESULTS1 --dest D`` compares the cells with and without the
+  8-orientation ensemble.
 """
 from __future__ import annotations
 
@@ -359,15 +361,20 @@ def _body(card: dict) -> str:
         "![corrupted, restored, clean](sample.png)", "",
         f"`{card['sample']['image']}`: {card['sample']['psnr_in']} dB in, {card['sample']['psnr_out']} dB "
         f"restored (one forward pass, no ensemble).", "",
-        "## Cells", "",
     ]
+    return "\n".join(lines) + "\n" + _cells_section(card)
+
+
+def _cells_section(card: dict) -> str:
+    lines = ["## Cells", ""]
     if card["cells"]:
-        lines += ["| table | dataset | setting | ours PSNR / SSIM | paper PSNR / SSIM | difference (dB) | ensemble |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["| table | dataset | setting | column | images | ours PSNR / SSIM | paper PSNR / SSIM | "
+                  "difference (dB) | ensemble |", "|---|---|---|---|---|---|---|---|---|"]
         for c in card["cells"]:
             paper = f"{c['paper_psnr']:.2f} / {c['paper_ssim']:.4f}" if c.get("paper_psnr") is not None else "-"
             diff = f"{c['diff_psnr']:+.2f}" if c.get("diff_psnr") is not None else "-"
-            lines.append(f"| {c['table']} | {c['dataset']} | {c['setting']} | {c['psnr']:.2f} / {c['ssim']:.4f} | "
+            lines.append(f"| {c['table']} | {c['dataset']} | {c['setting']} | {c['method']} | {c['images']} | "
+                         f"{c['psnr']:.2f} / {c['ssim']:.4f} | "
                          f"{paper} | {diff} | {'on' if c['ensemble'] else 'off'} |")
     else:
         lines.append("Not evaluated yet: `make zoo-results` fills them.")
@@ -405,9 +412,59 @@ def cells(results: Path, root: Path = ZOO) -> dict[str, int]:
                          "diff_psnr": round(psnr - p["psnr"], 2) if p.get("psnr") is not None else None,
                          "ensemble": bool(rec.get("ensemble"))})
         card["cells"] = sorted(mine, key=lambda c: (c["table"], c["dataset"], c["setting"]))
-        write_card(folder, card, _body(card))
+        body = card_body(folder)
+        head = body[:body.index("## Cells")] if "## Cells" in body else body + "\n"
+        write_card(folder, card, head + _cells_section(card))
         counts[card["name"]] = len(mine)
     return counts
+
+
+def ensemble_gain(ensemble: Path, single: Path, dest: Path) -> list[dict]:
+    """The 8-orientation ensemble's gain per RED cell that both results folders hold (the
+    tables with and without it; `make zoo-results` measures the 14 images and Set5), written
+    to ``dest``.csv and ``dest``.md."""
+    import csv
+    import io
+
+    def cells_of(folder: Path) -> dict:
+        out = {}
+        for meta in sorted((Path(folder) / "per_image").glob("*.json")):
+            rec = json.loads(meta.read_text())
+            if "weights" not in rec:
+                continue
+            with open(meta.with_suffix(".csv"), newline="") as f:
+                rows = list(csv.DictReader(f))
+            key = (rec["table"], rec["data"]["dataset"], rec["setting"], rec["method"], rec["weights"]["sha256"])
+            out[key] = (bool(rec.get("ensemble")), sum(float(r["psnr"]) for r in rows) / len(rows),
+                        sum(float(r["ssim"]) for r in rows) / len(rows), len(rows), rec["weights"]["path"])
+        return out
+    a, b = cells_of(ensemble), cells_of(single)
+    rows = []
+    for key in sorted(set(a) & set(b)):
+        (ea, pa, sa, na, path), (eb, pb, sb, nb, _) = a[key], b[key]
+        if ea and not eb and na == nb:
+            rows.append({"table": key[0], "dataset": key[1], "setting": key[2], "method": key[3], "weights": path,
+                         "images": na, "psnr_single": round(pb, 4), "psnr_ensemble": round(pa, 4),
+                         "gain_db": round(pa - pb, 4), "ssim_single": round(sb, 5), "ssim_ensemble": round(sa, 5)})
+    buf = io.StringIO()
+    cols = ["table", "dataset", "setting", "method", "weights", "images", "psnr_single", "psnr_ensemble",
+            "gain_db", "ssim_single", "ssim_ensemble"]
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(Path(f"{dest}.csv"), buf.getvalue())
+    md = ["# The 8-orientation self-ensemble's gain, per shipped-model cell", "",
+          "Written by `make zoo-results`: the same cells with one forward pass and with the mean of 8 "
+          "orientations (the authors' `netforward.m`).", "",
+          "| table | dataset | setting | method | images | PSNR single | PSNR ensemble | gain (dB) | SSIM single | SSIM ensemble |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
+    md += [f"| {r['table']} | {r['dataset']} | {r['setting']} | {r['method']} | {r['images']} | {r['psnr_single']:.2f} | "
+           f"{r['psnr_ensemble']:.2f} | {r['gain_db']:+.2f} | {r['ssim_single']:.4f} | {r['ssim_ensemble']:.4f} |"
+           for r in rows]
+    if not rows:
+        md.append("| (no shipped model covers these sets) | | | | | | | | | |")
+    atomic_write_text(Path(f"{dest}.md"), "\n".join(md) + "\n")
+    return rows
 
 
 def _sha256(p: Path) -> str:
@@ -433,6 +490,11 @@ def cmd_zoo(args) -> int:
             print(f"ok {rel(f)}: {card['net']} {card['task']} iteration {card['iterations']}")
         if not fs:
             print(f"no models in {rel(ZOO)}/")
+    elif args.action == "gain":
+        if not args.single or not args.dest:
+            raise UserError("zoo gain: give RESULTS (with the ensemble), --single RESULTS (without) and --dest")
+        rows = ensemble_gain(Path(args.results), Path(args.single), Path(args.dest))
+        print(f"{args.dest}.md: {len(rows)} cells")
     else:
         for name, n in cells(Path(args.results)).items():
             print(f"{name}: {n} cells")
@@ -442,9 +504,11 @@ def cmd_zoo(args) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("zoo", help="the shipped models in models/: export a run, verify, fill cells",
                               description=__doc__.splitlines()[0])
-    p.add_argument("action", choices=("export", "verify", "cells"))
+    p.add_argument("action", choices=("export", "verify", "cells", "gain"))
     p.add_argument("results", nargs="?", default=str(paths.RESULTS), help="for cells: the tables' output folder")
     p.add_argument("--run", help="for export: the run folder (or its name under runs/)")
     p.add_argument("--name", help="for export: the model's folder name (default: the run's name)")
     p.add_argument("--datasets", help="benchmark images for the sample picture (default $DATASETS)")
+    p.add_argument("--single", help="for gain: the results folder computed without the ensemble")
+    p.add_argument("--dest", help="for gain: output path without suffix (.csv and .md are written)")
     p.set_defaults(func=cmd_zoo)
