@@ -379,3 +379,30 @@ def test_red30_cells_without_a_per_level_model_come_from_the_mixed_model(tmp_pat
     res2 = tables.run(cfg)
     assert res2["ours"][(1, "denoise14", "sigma=30", "RED30")] != res["ours"][(1, "denoise14", "sigma=30", "RED30")]
     assert res2["ours"][(1, "denoise14", "sigma=10", "RED30")] == pytest.approx(res["ours"][(1, "denoise14", "sigma=10", "RED30")], abs=1e-5)
+
+
+@pytest.mark.datasets
+@pytest.mark.parametrize("damage", ["cut", "empty", "edited", "nan"])
+def test_a_damaged_cached_cell_is_recomputed(tmp_path, datasets_dir, damage):
+    """results/per_image/ is checked on every reuse: a cached cell cut to one row, emptied,
+    edited or holding nan is recomputed (never averaged as found), and tables.md shows no nan."""
+    out = tmp_path / "results"
+    cfg = tables.EvalConfig(datasets=datasets_dir, ensemble=False, limit=3, tables=(3,), out=out)
+    first = tables.run(cfg)["ours"][(3, "Set5", "x2", "Bicubic")]
+    cell = out / "per_image" / "t3_Set5_x2_Bicubic.csv"
+    lines = cell.read_text().splitlines(keepends=True)
+    assert len(lines) == 4
+    if damage == "cut":
+        cell.write_text("".join(lines[:2]))
+    elif damage == "empty":
+        cell.write_text("")
+    elif damage == "edited":
+        head, row = lines[0], lines[1].split(",")
+        row[1] = "99.000000"
+        cell.write_text(head + ",".join(row) + "".join(lines[2:]))
+    else:
+        cell.write_text("".join(lines).replace(lines[1].split(",")[1], "nan", 1))
+    again = tables.run(cfg)["ours"][(3, "Set5", "x2", "Bicubic")]
+    assert again == pytest.approx(first, abs=1e-5)
+    assert cell.read_text().splitlines(keepends=True) == lines
+    assert "nan" not in (out / "tables.md").read_text().lower()

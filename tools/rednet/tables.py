@@ -23,6 +23,7 @@ have), and BM3D for the denoising tables when asked (``--bm3d``, PyPI ``bm3d``, 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -335,21 +336,50 @@ def evaluate_cell(spec: TableSpec, dataset: str, setting: str, method: str, cfg:
                   seed=cfg.seed, sr_protocol=cfg.sr_protocol if spec.kind == "sr" else None)
     path = cell_path(cfg, spec.number, dataset, setting, method)
     meta = path.with_suffix(".json")
-    if path.is_file() and meta.is_file():
-        try:
-            if json.loads(meta.read_text()) == record:
-                return _read_rows(path), what, None
-        except ValueError:
-            pass
+    cached = _cached_rows(path, meta, record)
+    if cached is not None:
+        return cached, what, None
     images = load_images(dataset, cfg)
+    if not images:
+        return None, "", f"no images in {dataset}"
     desc = f"T{spec.number} {dataset} {setting} {method}"
     if spec.kind == "denoise":
         rows = _score_denoise(images, level, fn, dataset, cfg, desc)
     else:
         rows = _score_sr(images, level, fn, cfg, desc)
     _write_rows(path, rows)
-    atomic_write_text(meta, json.dumps(record, sort_keys=True, indent=1) + "\n")
+    check = {"images": [r["image"] for r in rows], "rows_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    atomic_write_text(meta, json.dumps({**record, "check": check}, sort_keys=True, indent=1) + "\n")
     return rows, what, None
+
+
+def read_cell(meta: Path) -> tuple[dict, list[dict]] | None:
+    """A cached cell: (the record of what made it, its per-image rows), or None unless it
+    checks: the CSV's sha256 is the one written with the record, its images are those listed,
+    and every score is a finite number.  A cut, emptied or edited CSV, or one left from an
+    interrupted write, is therefore never used."""
+    try:
+        m = json.loads(Path(meta).read_text())
+        check = m.pop("check", None)
+        if not isinstance(check, dict):
+            return None
+        path = Path(meta).with_suffix(".csv")
+        if hashlib.sha256(path.read_bytes()).hexdigest() != check.get("rows_sha256"):
+            return None
+        rows = _read_rows(path)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not rows or [r["image"] for r in rows] != check.get("images"):
+        return None
+    if not all(math.isfinite(r["psnr"]) and math.isfinite(r["ssim"]) for r in rows):
+        return None
+    return m, rows
+
+
+def _cached_rows(path: Path, meta: Path, record: dict) -> list[dict] | None:
+    """The cached rows of a cell made exactly as ``record`` says (see :func:`read_cell`)."""
+    cell = read_cell(meta) if meta.is_file() and path.is_file() else None
+    return cell[1] if cell is not None and cell[0] == record else None
 
 
 def _stable_tag(cfg: EvalConfig, dataset: str, name: str, sigma: int) -> str:

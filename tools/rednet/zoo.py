@@ -28,7 +28,6 @@ numbers of ``docs/results/``, computed once).
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from pathlib import Path
 
@@ -384,17 +383,13 @@ def _cells_section(card: dict) -> str:
 # --------------------------------------------------------------------------- cells from results
 def cells(results: Path, root: Path = ZOO) -> dict[str, int]:
     """Write into every card the table cells that ``results/per_image/`` holds for its weights."""
-    import csv
-
-    from .tables import read_paper
+    from .tables import read_cell, read_paper
     paper = read_paper()
     records = []
     for meta in sorted((Path(results) / "per_image").glob("*.json")):
-        rec = json.loads(meta.read_text())
-        if "weights" in rec:
-            with open(meta.with_suffix(".csv"), newline="") as f:
-                rows = list(csv.DictReader(f))
-            records.append((rec, rows))
+        cell = read_cell(meta)
+        if cell is not None and "weights" in cell[0]:
+            records.append(cell)
     counts = {}
     for folder in folders(root):
         card = read_card(folder)
@@ -426,14 +421,15 @@ def ensemble_gain(ensemble: Path, single: Path, dest: Path) -> list[dict]:
     import csv
     import io
 
+    from .tables import read_cell
+
     def cells_of(folder: Path) -> dict:
         out = {}
         for meta in sorted((Path(folder) / "per_image").glob("*.json")):
-            rec = json.loads(meta.read_text())
-            if "weights" not in rec:
+            cell = read_cell(meta)
+            if cell is None or "weights" not in cell[0]:
                 continue
-            with open(meta.with_suffix(".csv"), newline="") as f:
-                rows = list(csv.DictReader(f))
+            rec, rows = cell
             key = (rec["table"], rec["data"]["dataset"], rec["setting"], rec["method"], rec["weights"]["sha256"])
             out[key] = (bool(rec.get("ensemble")), sum(float(r["psnr"]) for r in rows) / len(rows),
                         sum(float(r["ssim"]) for r in rows) / len(rows), len(rows), rec["weights"]["path"])
