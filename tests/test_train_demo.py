@@ -39,3 +39,28 @@ def test_demo_end_to_end(datasets_dir, tmp_path):
                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
     assert r2.returncode == 0, r2.stderr[-3000:]
     assert int(list(csv.DictReader(open(res / "results.csv")))[0]["iterations"]) >= iters
+
+
+def test_demo_refuses_a_swapped_set12_image_before_training(datasets_dir, tmp_path):
+    """Set12 is read through the verified loader: 01.png replaced by 02.png is named, exit 2,
+    before any database is built or any training starts."""
+    fake = tmp_path / "datasets"
+    fake.mkdir()
+    for d in datasets_dir.iterdir():
+        if d.name != "Set12":
+            (fake / d.name).symlink_to(d)
+    (fake / "Set12").mkdir()
+    for p in (datasets_dir / "Set12").iterdir():
+        (fake / "Set12" / p.name).symlink_to(datasets_dir / "Set12" / ("02.png" if p.name == "01.png" else p.name))
+    code = ("import sys; sys.argv[0] = 'rednet'; from rednet import paths; "
+            f"paths.RUNS = paths.Path({str(tmp_path / 'runs')!r}); "
+            f"paths.DB = paths.Path({str(tmp_path / 'db')!r}); "
+            f"paths.RESULTS = paths.Path({str(tmp_path / 'results')!r}); "
+            "from rednet.__main__ import main; sys.exit(main(sys.argv[1:]))")
+    r = subprocess.run([str(ROOT / "bin" / "python"), "-c", code, "demo", "--datasets", str(fake), "--no-progress",
+                        "--iters", "2", "--minutes", "0.2", "--max-images", "2", "--max-patches", "64",
+                        "--shard-size", "64"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Set12/01.png" in r.stderr and "sha256" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "db").exists()

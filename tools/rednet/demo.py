@@ -82,7 +82,8 @@ def train_demo(train_list: Path, iters: int, minutes: float, progress: bool, bla
 
 def evaluate(run_dir: Path, datasets: Path, ensemble: bool, out_dir: Path) -> dict:
     from . import metrics
-    from .restore import Restorer, from_run, pick_model, read_image
+    from .datasets import load_set
+    from .restore import Restorer, from_run, pick_model
     spec = from_run(run_dir)
     shipped = pick_model(TASK, NET, zoo_only=True)
     zr = Restorer(shipped.deploy, shipped.weights) if shipped else None
@@ -93,11 +94,11 @@ def evaluate(run_dir: Path, datasets: Path, ensemble: bool, out_dir: Path) -> di
     rows = []
     shown = None
     from tqdm import tqdm
+    images = dict(load_set("Set12", datasets))          # every file checked against data/manifests
+    if sorted(images) != SET12:
+        raise UserError(f"{datasets / 'Set12'}: expected the images {', '.join(SET12)}, found {', '.join(sorted(images))}")
     for k in tqdm(SET12, unit="img", desc="Set12"):
-        p = datasets / "Set12" / f"{k}.png"
-        if not p.is_file():
-            raise UserError(f"{p}: Set12 image not found (DATASETS={datasets})")
-        clean = read_image(p)
+        clean = images[k]
         if clean.ndim == 3:
             clean = clean[..., 0]
         noisy = metrics.add_noise(clean, SIGMA, f"Set12/{k}")
@@ -196,6 +197,8 @@ def cmd_demo(args) -> int:
     datasets = paths.datasets_dir(args.datasets)
     if not (datasets / "Set12").is_dir() or not (datasets / "BSD300").is_dir():
         raise UserError(f"DATASETS={datasets}: expected the benchmark images (BSD300/, Set12/); set DATASETS=...")
+    from .datasets import verify
+    verify("Set12", datasets)      # before any long step: a swapped or damaged file is named now
     import os
     os.environ["DATASETS"] = str(datasets)
     train_list = build_database(args.max_images, args.max_patches, args.shard_size, not args.no_progress)
