@@ -308,5 +308,40 @@ def test_input_output_pairs(tmp_path):
     with pytest.raises(UserError, match="output suffix"):
         _pairs([str(a)], str(tmp_path / "o.txt"))
     (tmp_path / "file.png").write_bytes(b"x")
-    with pytest.raises(UserError, match="several inputs need an output folder"):
+    with pytest.raises(UserError, match="several inputs .*need an output folder"):
         _pairs([str(a), str(b)], str(tmp_path / "file.png"))
+    # an image-suffixed OUT for several inputs is not turned into a folder
+    with pytest.raises(UserError, match="several inputs"):
+        _pairs([str(a), str(b)], str(tmp_path / "single.png"))
+    assert not (tmp_path / "single.png").exists()
+    # never overwrite an input, never write one output twice
+    with pytest.raises(UserError, match="would overwrite the input"):
+        _pairs([str(a)], str(a))
+    with pytest.raises(UserError, match="would overwrite the input"):
+        _pairs([str(tmp_path)], str(tmp_path))
+    c = tmp_path / "sub" / "a.jpg"
+    c.parent.mkdir()
+    c.write_bytes(b"x")
+    with pytest.raises(UserError, match="would both be written"):
+        _pairs([str(a), str(c)], str(out))
+
+
+def test_restore_never_overwrites_its_input(tiny, tmp_path):
+    """`restore in.png in.png` and two inputs with OUT=single.png: one line, exit 2, nothing written."""
+    from PIL import Image
+    deploy, weights = tiny
+    src = tmp_path / "in.png"
+    Image.fromarray((np.random.default_rng(0).random((20, 24)) * 255).astype(np.uint8)).save(src)
+    before = src.read_bytes()
+    py = str(Path(__file__).resolve().parents[1] / "bin" / "python")
+    base = [py, "-m", "rednet", "restore", "--task", "denoise", "--sigma", "30", "--model", str(weights),
+            "--no-ensemble"]
+    r = subprocess.run(base + [str(src), str(src)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "would overwrite the input" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and src.read_bytes() == before
+    other = tmp_path / "in2.png"
+    other.write_bytes(before)
+    r = subprocess.run(base + [str(src), str(other), str(tmp_path / "single.png")], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 2 and "need an output folder" in r.stderr
+    assert not (tmp_path / "single.png").exists()

@@ -467,25 +467,43 @@ def _task_from_args(args) -> tuple[Task, float]:
 
 
 def _pairs(inputs: list[str], output: str) -> list[tuple[Path, Path]]:
+    """(input, output) file pairs.  Rules: OUT with an image suffix is a file, for exactly one
+    input file; otherwise OUT is a folder (made if needed) receiving ``<stem>.png`` per input.
+    An output never replaces an input, and two inputs never write the same output."""
     ins = [Path(p) for p in inputs]
     out = Path(output)
+    out_is_file = out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir()
     if len(ins) == 1 and ins[0].is_dir():
         files = sorted(p for p in ins[0].iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise UserError(f"{ins[0]}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        if out.exists() and not out.is_dir():
-            raise UserError(f"{out}: a folder input needs an output folder")
-        return [(p, out / (p.stem + ".png")) for p in files]
-    for p in ins:
-        if not p.is_file():
-            raise UserError(f"{p}: no such image file")
-    if len(ins) == 1 and not out.is_dir() and out.suffix:
-        if out.suffix.lower() not in IMAGE_SUFFIXES:
-            raise UserError(f"{out}: output suffix must be one of {', '.join(IMAGE_SUFFIXES)}")
-        return [(ins[0], out)]
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: several inputs need an output folder")
-    return [(p, out / (p.stem + ".png")) for p in ins]
+        if out_is_file or (out.exists() and not out.is_dir()):
+            raise UserError(f"OUT={out}: a folder input needs an output folder (a name without an image suffix)")
+        pairs = [(p, out / (p.stem + ".png")) for p in files]
+    else:
+        for p in ins:
+            if not p.is_file():
+                raise UserError(f"{p}: no such image file")
+        if len(ins) == 1 and out_is_file:
+            pairs = [(ins[0], out)]
+        elif out.suffix and not out.is_dir() and out.suffix.lower() not in IMAGE_SUFFIXES and len(ins) == 1:
+            raise UserError(f"OUT={out}: output suffix must be one of {', '.join(IMAGE_SUFFIXES)}")
+        elif out_is_file:
+            raise UserError(f"OUT={out}: several inputs ({len(ins)}) need an output folder (a name without an image suffix)")
+        elif out.exists() and not out.is_dir():
+            raise UserError(f"OUT={out}: several inputs need an output folder")
+        else:
+            pairs = [(p, out / (p.stem + ".png")) for p in ins]
+    srcs = {p.resolve() for p, _ in pairs}
+    seen: dict[Path, Path] = {}
+    for src, dst in pairs:
+        d = dst.resolve()
+        if d in srcs:
+            raise UserError(f"OUT={out}: would overwrite the input {src}; choose another output name")
+        if d in seen:
+            raise UserError(f"OUT={out}: {seen[d]} and {src} would both be written to {dst}")
+        seen[d] = src
+    return pairs
 
 
 def cmd_restore(args) -> int:
