@@ -451,3 +451,24 @@ def test_a_run_folder_in_use_is_refused(toy, tmp_path):
         r = cli(*train_args(toy, tmp_path / "runs", "busy", "--iters", "3"))
     assert r.returncode == 2 and "another `rednet train` is using this run folder" in r.stderr
     assert not (run / "run.json").exists()
+
+
+def test_only_complete_snapshots_count_as_trained(toy, tmp_path):
+    """A .caffemodel cut short (what a full disk leaves) is not counted as trained: the newest
+    complete one is, and the short pair moves to quarantine/."""
+    from rednet import train as T
+    runs = tmp_path / "runs"
+    assert cli(*train_args(toy, runs, "short", "--iters", "20")).returncode == 0
+    run = runs / "short"
+    snaps = T.snapshot_files(run / "snapshots")
+    assert max(snaps) == 20
+    snaps[20]["model"].write_bytes(b"")                      # a full disk: 0 bytes written
+    shapes = T.param_shapes(run / "deploy.prototxt")
+    assert T.trained_to(run, shapes, fallback=0) == 10
+    assert 20 not in T.snapshot_files(run / "snapshots")
+    assert (run / "quarantine" / snaps[20]["model"].name).is_file()
+    # and a resumed run starts from iteration 10, trains to 30, and counts 30
+    r = cli(*train_args(toy, runs, "short", "--iters", "30"))
+    assert r.returncode == 0, r.stderr
+    info = json.loads((run / "run.json").read_text())
+    assert info["sessions"][-1]["start_iter"] == 10 and info["iterations_trained"] == 30

@@ -272,28 +272,54 @@ def check_snapshot(state_path: Path, model_path: Path | None, iteration: int,
         return f"solverstate says iteration {st.iter}, file name {iteration}"
     if Path(st.learned_net).name != model_path.name:
         return f"solverstate points to {st.learned_net}"
-    nm = caffe_pb2.NetParameter()
-    try:
-        nm.ParseFromString(model_path.read_bytes())
-    except DecodeError:
-        return "caffemodel does not parse (truncated?)"
-    stored = {l.name: l.blobs for l in nm.layer if len(l.blobs)}
-    sizes = []
-    for name, want in shapes:
-        blobs = stored.get(name)
-        if blobs is None or len(blobs) != len(want):
-            return f"caffemodel lacks the parameters of layer {name} (truncated?)"
-        for b, shp in zip(blobs, want):
-            n = int(np.prod(shp))
-            if _blob_shape(b) != shp or _blob_len(b) != n:
-                return f"caffemodel layer {name}: blob incomplete or of the wrong shape"
-            sizes.append(n)
+    why, sizes = check_model(model_path, shapes)
+    if why is not None:
+        return why
     if not sizes or len(st.history) % len(sizes) or len(st.history) // len(sizes) not in (1, 2):
         return f"solverstate holds {len(st.history)} history blobs for {len(sizes)} parameters (truncated?)"
     for k, h in enumerate(st.history):
         if _blob_len(h) != sizes[k % len(sizes)]:
             return "solverstate history blob incomplete (truncated?)"
     return None
+
+
+def check_model(model_path: Path, shapes) -> tuple[str | None, list[int]]:
+    """(why the .caffemodel is unusable or None, the sizes of its parameter blobs): it must
+    parse and hold every learned blob of the net complete and in the net's shape."""
+    import numpy as np
+    caffe_pb2, _ = _pb()
+    from google.protobuf.message import DecodeError
+    nm = caffe_pb2.NetParameter()
+    try:
+        nm.ParseFromString(model_path.read_bytes())
+    except DecodeError:
+        return "caffemodel does not parse (truncated?)", []
+    except OSError as e:
+        return f"caffemodel unreadable ({e.strerror})", []
+    stored = {l.name: l.blobs for l in nm.layer if len(l.blobs)}
+    sizes = []
+    for name, want in shapes:
+        blobs = stored.get(name)
+        if blobs is None or len(blobs) != len(want):
+            return f"caffemodel lacks the parameters of layer {name} (truncated?)", []
+        for b, shp in zip(blobs, want):
+            n = int(np.prod(shp))
+            if _blob_shape(b) != shp or _blob_len(b) != n:
+                return f"caffemodel layer {name}: blob incomplete or of the wrong shape", []
+            sizes.append(n)
+    return None, sizes
+
+
+def trained_to(run_dir: Path, shapes, fallback: int | None) -> int | None:
+    """The newest iteration a complete .caffemodel holds; incomplete newer snapshot files (a
+    full disk, a kill during the write) are moved to quarantine/ so nothing counts them."""
+    snaps = snapshot_files(run_dir / "snapshots")
+    for it in sorted((it for it, p in snaps.items() if "model" in p), reverse=True):
+        why, _ = check_model(snaps[it]["model"], shapes)
+        if why is None:
+            return it
+        quarantine(run_dir, list(snaps[it].values()), f"iteration {it}: {why}")
+    return fallback
 
 
 def quarantine(run_dir: Path, files: list[Path], why: str) -> list[Path]:
@@ -1078,19 +1104,20 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
                                 progress=progress, env=env)
         finally:
             snaps = snapshot_files(run_dir / "snapshots")
-            end_iter = max((it for it, p in snaps.items() if "model" in p), default=start)
             if outcome == "diverged":
                 good = guard.last_good_iter if guard.last_good_iter is not None else start
                 bad = [p for it, pr in snaps.items() if it > good for p in pr.values()]
                 quarantine(run_dir, bad, f"taken after the last good loss (iteration {good}): {guard.diverged}")
-                snaps = snapshot_files(run_dir / "snapshots")
-                end_iter = max((it for it, p in snaps.items() if "model" in p), default=None)
+            # only what a complete snapshot holds counts (a full disk leaves a short .caffemodel)
+            end_iter = trained_to(run_dir, param_shapes(run_dir / "deploy.prototxt"),
+                                  None if outcome == "diverged" else start)
             info["sessions"][-1].update({"ended": _now(), "outcome": outcome, "end_iter": end_iter,
                                          "last_logged_iter": guard.iteration})
             info["status"] = {"done": "done", "stopped": "stopped", "diverged": "diverged"}.get(outcome, "failed")
             info["iterations_trained"] = end_iter
             _save_json(record_path, info)
-    again = f"resume with: make train RUN={name} (or the same command again)"
+    again = (f"resume with: bin/python -m rednet train --run {name} --runs-dir {runs_dir} (or the same command again)"
+             if runs_dir else f"resume with: make train RUN={name} (or the same command again)")
     if outcome == "done":
         print(f"done: {paths.rel(run_dir)} trained to iteration {end_iter}")
     elif outcome == "stopped":
@@ -1102,8 +1129,10 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
                          f"and start a fresh run")
     else:
         why = guard.fatal[-1] if guard.fatal else "see the log"
-        raise TrainError(f"caffe stopped at iteration {guard.iteration} ({why}); log: "
-                         f"{paths.rel(run_dir / 'train.log')}; {again}")
+        if any("SerializeToOstream" in f or "No space left" in f for f in guard.fatal):
+            why = f"disk full at {paths.rel(run_dir / 'snapshots')}: free space and resume"
+        raise TrainError(f"caffe stopped after iteration {guard.iteration}, last complete snapshot: iteration "
+                         f"{end_iter} ({why}); log: {paths.rel(run_dir / 'train.log')}; {again}")
     return info
 
 
