@@ -62,8 +62,54 @@ def test_variants_wiring():
     assert cd.layers()[-1]["top"] == "output"
 
 
+def test_odd_depth_convolution_only_nets():
+    """Sec. 2.1.1's 5-layer fully convolutional net: conv1..conv5, 3x3 stride 1 pad 1, ReLU
+    after all but the last, one chain, the input residual; He blocks work at odd depth too."""
+    fcn5 = NetConfig("fcn5", depth=5, width=8, skip=None, decoder="conv")
+    layers = fcn5.layers()
+    assert [(l["name"], l["type"], l["top"]) for l in layers] == \
+        [(f"conv{t}", "Convolution", f"c{t}") for t in range(1, 6)]
+    assert [l["bottom"] for l in layers] == ["data", "c1", "c2", "c3", "c4"]
+    assert all((l["kernel"], l["stride"], l["pad"]) == (3, 1, 1) for l in layers)
+    assert [l["num_output"] for l in layers] == [8, 8, 8, 8, 1]
+    assert [l["relu"] for l in layers] == [True] * 4 + [False] and not any(l["add"] for l in layers)
+    assert fcn5.input_residual and fcn5.output_bottom() == "c5"
+    assert "input_sum" in netgen.render_deploy(fcn5)
+    assert NetConfig("c3", depth=3, skip=None, decoder="conv").depth == 3
+    he7 = NetConfig("he7", depth=7, width=8, skip=2, shortcuts="sequential", decoder="conv")
+    assert he7.sequential_pairs() == [(1, 3), (3, 5)]
+    assert {l["name"]: l["add"] for l in he7.layers() if l["add"]} == {"conv3": "c1", "conv5": "c3_sum"}
+
+
+def test_figure_3a_stride_variant():
+    """--stride 3 --down 5 on 10 layers: every convolution 3x3 stride 3, every deconvolution
+    stride 3 with kernel 5 (pad 1); 243 -> 81 -> 27 -> 9 -> 3 -> 1 -> 3 -> ... -> 243."""
+    for skip, pairs in ((None, []), (2, [(4, 1), (2, 3)])):
+        cfg = NetConfig("f3a", depth=10, width=8, skip=skip, stride=3, down=5, input_residual=False)
+        assert cfg.factor == 243 and cfg.skip_pairs() == pairs
+        layers = cfg.layers()
+        assert [(l["type"], l["kernel"], l["stride"], l["pad"]) for l in layers] == \
+            [("Convolution", 3, 3, 1)] * 5 + [("Deconvolution", 5, 3, 1)] * 5
+        size, sizes = 243, []
+        for l in layers:
+            if l["type"] == "Convolution":
+                size = (size + 2 * l["pad"] - l["kernel"]) // l["stride"] + 1
+            else:
+                size = l["stride"] * (size - 1) + l["kernel"] - 2 * l["pad"]
+            sizes.append(size)
+        assert sizes == [81, 27, 9, 3, 1, 3, 9, 27, 81, 243]
+        assert layers[-1]["top"] == "output" and "input_sum" not in netgen.render_deploy(cfg)
+        assert "dim: 1 dim: 1 dim: 243 dim: 243" in netgen.render_deploy(cfg)
+        check_input_shape(cfg, 486, 243)
+        with pytest.raises(UserError, match="expected a multiple of 243"):
+            check_input_shape(cfg, 240, 243)
+
+
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(depth=7), r"^depth=7: expected an even number >= 4"),
+    (dict(depth=7), r"^depth=7: expected an even number >= 4 .* or any number >= 3 with a convolution-only"),
+    (dict(depth=2, decoder="conv"), r"^depth=2: expected an even number >= 4"),
+    (dict(depth=5, decoder="conv"), r"^skip=2: mirrored skips .* need an even depth \(depth=5\); expected skip=none"),
+    (dict(depth=5, decoder="conv", skip=None, stride=2, down=1), r"^decoder=conv: .* expected stride=1"),
     (dict(depth=2), r"^depth=2: expected an even number >= 4"),
     (dict(depth=0), r"^depth=0: expected an even number >= 4"),
     (dict(width=0), r"^width=0: expected a positive number"),
@@ -169,6 +215,7 @@ def _cli(*args, cwd=ROOT):
 
 @pytest.mark.parametrize("args, starts", [
     (["--name", "x", "--depth", "7"], "error: depth=7: expected an even number >= 4"),
+    (["--name", "x", "--depth", "5", "--conv-decoder"], "error: skip=2: mirrored skips pair each encoder layer"),
     (["--name", "x", "--depth", "2"], "error: depth=2: expected an even number >= 4"),
     (["--preset", "red31"], "error: preset 'red31': expected one of red10, red20, red30, red30-official"),
     (["--name", "x", "--skip", "15"], "error: skip=15: expected a span from 1 to 14"),

@@ -47,7 +47,9 @@ DECODERS = ("deconv", "conv")
 class NetConfig:
     """One RED-Net architecture.
 
-    depth:     total number of weight layers N (even, >= 4): N/2 conv + N/2 (de)conv.
+    depth:     total number of weight layers N: N/2 conv + N/2 (de)conv, even and >= 4; a
+               convolution-only net (decoder "conv") may have any depth >= 3 (Sec. 2.1.1
+               compares 5- and 10-layer ones), mirrored skips then need an even depth.
     width:     feature maps of every hidden layer (paper text 64, released models 128).
     channels:  image channels in and out (1: grey/luminance, 3: colour).
     skip:      span k of the skip connections (every k-th layer), None for no skips.
@@ -80,8 +82,11 @@ class NetConfig:
         """The first problem with this configuration as a one-line message, or None."""
         if not self.name or any(c in self.name for c in "/\\ \t\n") or self.name.startswith("."):
             return f"name={self.name!r}: expected a non-empty file name without '/' or spaces"
-        if not isinstance(self.depth, int) or self.depth < 4 or self.depth % 2:
-            return f"depth={self.depth!r}: expected an even number >= 4 (e.g. 10, 20, 30)"
+        conv_only = self.decoder == "conv"
+        if not isinstance(self.depth, int) or isinstance(self.depth, bool) or \
+                (self.depth < 3 if conv_only else (self.depth < 4 or self.depth % 2)):
+            return (f"depth={self.depth!r}: expected an even number >= 4 (e.g. 10, 20, 30), or any "
+                    f"number >= 3 with a convolution-only decoder (decoder=conv)")
         if not isinstance(self.width, int) or self.width < 1:
             return f"width={self.width!r}: expected a positive number of feature maps (e.g. 64, 128)"
         if self.channels not in (1, 3):
@@ -91,6 +96,10 @@ class NetConfig:
         if self.decoder not in DECODERS:
             return f"decoder={self.decoder!r}: expected one of {', '.join(DECODERS)}"
         n = self.depth // 2
+        if self.skip is not None and self.shortcuts == "mirror" and self.depth % 2:
+            return (f"skip={self.skip!r}: mirrored skips pair each encoder layer with a decoder layer "
+                    f"and need an even depth (depth={self.depth}); expected skip=none, or "
+                    f"shortcuts=sequential")
         if self.skip is not None:
             if self.shortcuts == "mirror" and not (isinstance(self.skip, int) and 1 <= self.skip <= n - 1):
                 return (f"skip={self.skip!r}: expected a span from 1 to {n - 1} (depth/2 - 1, the encoder "
@@ -117,7 +126,9 @@ class NetConfig:
     # -- derived ----------------------------------------------------------------------
     @property
     def n(self) -> int:
-        """Number of encoder (and decoder) layers, depth/2."""
+        """Number of encoder layers, depth/2 (rounded down: an odd convolution-only net has
+        one more layer after the encoder than in it; only mirrored skips, refused there, and
+        strides, refused with decoder=conv, depend on the split)."""
         return self.depth // 2
 
     @property
@@ -454,7 +465,8 @@ def register(subparsers) -> None:
                     "architecture options a custom net (needs --name).")
     p.add_argument("--preset", help=f"start from this preset ({', '.join(PRESETS)})")
     p.add_argument("--name", help="name of a custom net (gen/<name>/, solvers/<name>_<task>)")
-    p.add_argument("--depth", type=int, help="total layers N, even >= 4 (N/2 conv + N/2 deconv)")
+    p.add_argument("--depth", type=int, help="total layers N, even >= 4 (N/2 conv + N/2 deconv); "
+                                             "any N >= 3 with --conv-decoder")
     p.add_argument("--width", type=int, help="feature maps per hidden layer")
     p.add_argument("--channels", type=int, help="image channels (1 or 3)")
     p.add_argument("--skip", type=_skip_arg, default=..., metavar="K|none",
