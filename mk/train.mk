@@ -17,7 +17,7 @@ TRAIN_ARGS = $(if $(NET),--net '$(NET)') $(if $(TASK),--task '$(TASK)') $(if $(S
 
 .PHONY: train curves bench demo
 
-train: $(SETUP_STAMP) ## train NET=red10|red20|red30|red30-official TASK=denoise SIGMA=..|TASK=sr SCALE=.. [ITERS= RUN= RESUME=1 MINUTES= FROM_MODEL=models/<name>]
+train: $(SETUP_STAMP) ## train NET=red10|red20|red30|red30-official|<net in gen/> TASK=denoise SIGMA=..|TASK=sr SCALE=.. [ITERS= RUN= RESUME=1 MINUTES= FROM_MODEL=models/<name>]
 	$(PY) -m rednet train $(TRAIN_ARGS)
 
 curves: $(SETUP_STAMP) ## runs/<name>/train.log -> curves.csv + results/curves/*.png [RUNS="name ..."] (Figure 3b)

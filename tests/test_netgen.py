@@ -62,8 +62,115 @@ def test_variants_wiring():
     assert cd.layers()[-1]["top"] == "output"
 
 
+def test_odd_depth_convolution_only_nets():
+    """Sec. 2.1.1's 5-layer fully convolutional net: conv1..conv5, 3x3 stride 1 pad 1, ReLU
+    after all but the last, one chain, the input residual; He blocks work at odd depth too."""
+    fcn5 = NetConfig("fcn5", depth=5, width=8, skip=None, decoder="conv")
+    layers = fcn5.layers()
+    assert [(l["name"], l["type"], l["top"]) for l in layers] == \
+        [(f"conv{t}", "Convolution", f"c{t}") for t in range(1, 6)]
+    assert [l["bottom"] for l in layers] == ["data", "c1", "c2", "c3", "c4"]
+    assert all((l["kernel"], l["stride"], l["pad"]) == (3, 1, 1) for l in layers)
+    assert [l["num_output"] for l in layers] == [8, 8, 8, 8, 1]
+    assert [l["relu"] for l in layers] == [True] * 4 + [False] and not any(l["add"] for l in layers)
+    assert fcn5.input_residual and fcn5.output_bottom() == "c5"
+    assert "input_sum" in netgen.render_deploy(fcn5)
+    assert NetConfig("c3", depth=3, skip=None, decoder="conv").depth == 3
+    he7 = NetConfig("he7", depth=7, width=8, skip=2, shortcuts="sequential", decoder="conv")
+    assert he7.sequential_pairs() == [(1, 3), (3, 5)]
+    assert {l["name"]: l["add"] for l in he7.layers() if l["add"]} == {"conv3": "c1", "conv5": "c3_sum"}
+
+
+def test_figure_3a_stride_variant():
+    """--stride 3 --down 5 on 10 layers: every convolution 3x3 stride 3, every deconvolution
+    stride 3 with kernel 5 (pad 1); 243 -> 81 -> 27 -> 9 -> 3 -> 1 -> 3 -> ... -> 243."""
+    for skip, pairs in ((None, []), (2, [(4, 1), (2, 3)])):
+        cfg = NetConfig("f3a", depth=10, width=8, skip=skip, stride=3, down=5, input_residual=False)
+        assert cfg.factor == 243 and cfg.skip_pairs() == pairs
+        layers = cfg.layers()
+        assert [(l["type"], l["kernel"], l["stride"], l["pad"]) for l in layers] == \
+            [("Convolution", 3, 3, 1)] * 5 + [("Deconvolution", 5, 3, 1)] * 5
+        size, sizes = 243, []
+        for l in layers:
+            if l["type"] == "Convolution":
+                size = (size + 2 * l["pad"] - l["kernel"]) // l["stride"] + 1
+            else:
+                size = l["stride"] * (size - 1) + l["kernel"] - 2 * l["pad"]
+            sizes.append(size)
+        assert sizes == [81, 27, 9, 3, 1, 3, 9, 27, 81, 243]
+        assert layers[-1]["top"] == "output" and "input_sum" not in netgen.render_deploy(cfg)
+        assert "dim: 1 dim: 1 dim: 243 dim: 243" in netgen.render_deploy(cfg)
+        check_input_shape(cfg, 486, 243)
+        with pytest.raises(UserError, match="expected a multiple of 243"):
+            check_input_shape(cfg, 240, 243)
+
+
+def test_config_from_header_round_trip(tmp_path):
+    cfgs = list(PRESETS.values()) + [
+        NetConfig("fcn5", depth=5, skip=None, decoder="conv"),
+        NetConfig("f3a", depth=10, skip=2, stride=3, down=5, input_residual=False),
+        NetConfig("he", depth=30, skip=4, shortcuts="sequential", channels=3, width=16)]
+    for cfg in cfgs:
+        assert netgen.config_from_header(netgen.render_deploy(cfg)) == cfg
+        assert netgen.config_from_header(netgen.render_train(cfg, "denoise-s70-p243", "test")) == cfg
+    assert netgen.config_from_header("name: \"x\"\nlayer {}\n") is None
+    assert netgen.config_from_header(netgen.render_solver(PRESETS["red10"], "sr-x2")) is None
+
+
+def test_ensure_net_presets_custom_and_hand_written(tmp_path, monkeypatch):
+    """What `make train NET=...` trains: a preset, a net made by `gen --name` (rendered for a
+    task it was not made for, from its header), a hand-written folder; else one-line errors."""
+    monkeypatch.setattr(paths, "ROOT", tmp_path)
+    root = tmp_path
+    solver, deploy, written = netgen.ensure_net("red10", "denoise-s30", root)
+    assert solver == root / "solvers/red10_denoise-s30.prototxt" and solver.is_file()
+    assert deploy == root / "gen/red10/deploy.prototxt" and len(written) == 4
+    assert netgen.ensure_net("red10", "denoise-s30", root)[2] == []          # up to date
+    cfg = NetConfig("fcn5", depth=5, width=4, skip=None, decoder="conv")
+    netgen.write_net(cfg, root / "gen/fcn5", tasks=["denoise-s30"], solver_dir=root / "solvers")
+    solver, deploy, written = netgen.ensure_net("fcn5", "denoise-s70-p243", root)
+    assert solver == root / "solvers/fcn5_denoise-s70-p243.prototxt"
+    assert sorted(p.relative_to(root).as_posix() for p in written) == [
+        "gen/fcn5/denoise-s70-p243/test.prototxt", "gen/fcn5/denoise-s70-p243/train.prototxt",
+        "solvers/fcn5_denoise-s70-p243.prototxt"]
+    assert 'source: "data/db/denoise-s70-p243/train.txt"' in \
+        (root / "gen/fcn5/denoise-s70-p243/train.prototxt").read_text()
+    # a stale file is rendered again
+    (root / "gen/fcn5/denoise-s70-p243/test.prototxt").write_text("stale\n")
+    assert netgen.ensure_net("fcn5", "denoise-s70-p243", root)[2] == [root / "gen/fcn5/denoise-s70-p243/test.prototxt"]
+    # gen --out gen/<net> keeps the solvers in gen/<net>/solvers/
+    cfg = NetConfig("own", depth=6, width=4, skip=1)
+    netgen.write_net(cfg, root / "gen/own", tasks=["denoise-s30"], solver_dir=root / "gen/own/solvers")
+    assert netgen.ensure_net("own", "denoise-s30", root)[0] == root / "gen/own/solvers/own_denoise-s30.prototxt"
+    # a hand-written net: used as it is
+    hand = root / "gen/hand/denoise-s30"
+    hand.mkdir(parents=True)
+    for f in ("train.prototxt", "test.prototxt"):
+        (hand / f).write_text("name: \"hand\"\n")
+    with pytest.raises(UserError, match=r"^gen/hand: no solver solvers/hand_denoise-s30.prototxt"):
+        netgen.ensure_net("hand", "denoise-s30", root)
+    (root / "solvers/hand_denoise-s30.prototxt").write_text("# mine\n")
+    assert netgen.ensure_net("hand", "denoise-s30", root) == (root / "solvers/hand_denoise-s30.prototxt", None, [])
+    with pytest.raises(UserError, match=r"^gen/hand: has no sr-x2/train.prototxt"):
+        netgen.ensure_net("hand", "sr-x2", root)
+    # a folder renamed by hand: its header names another net
+    import shutil
+    shutil.copytree(root / "gen/fcn5", root / "gen/fcn6")
+    with pytest.raises(UserError, match=r"^gen/fcn6/deploy.prototxt: was rendered for a net called 'fcn5'"):
+        netgen.ensure_net("fcn6", "denoise-s30", root)
+    with pytest.raises(UserError, match=r"^preset 'red99': expected one of red10, red20, red30, "
+                                        r"red30-official, or a net in gen/ \(fcn5, fcn6, hand, own;") as e:
+        netgen.ensure_net("red99", "denoise-s30", root)
+    assert "\n" not in str(e.value)
+    with pytest.raises(UserError, match=r"^NET='\.\./x': expected a preset"):
+        netgen.ensure_net("../x", "denoise-s30", root)
+
+
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(depth=7), r"^depth=7: expected an even number >= 4"),
+    (dict(depth=7), r"^depth=7: expected an even number >= 4 .* or any number >= 3 with a convolution-only"),
+    (dict(depth=2, decoder="conv"), r"^depth=2: expected an even number >= 4"),
+    (dict(depth=5, decoder="conv"), r"^skip=2: mirrored skips .* need an even depth \(depth=5\); expected skip=none"),
+    (dict(depth=5, decoder="conv", skip=None, stride=2, down=1), r"^decoder=conv: .* expected stride=1"),
     (dict(depth=2), r"^depth=2: expected an even number >= 4"),
     (dict(depth=0), r"^depth=0: expected an even number >= 4"),
     (dict(width=0), r"^width=0: expected a positive number"),
@@ -169,6 +276,8 @@ def _cli(*args, cwd=ROOT):
 
 @pytest.mark.parametrize("args, starts", [
     (["--name", "x", "--depth", "7"], "error: depth=7: expected an even number >= 4"),
+    (["--name", "x", "--depth", "5", "--conv-decoder"], "error: skip=2: mirrored skips pair each encoder layer"),
+    (["--name", "x", "--task", "denoise-s70-p0"], "error: task 'denoise-s70-p0': the suffix -p<N> is a patch size"),
     (["--name", "x", "--depth", "2"], "error: depth=2: expected an even number >= 4"),
     (["--preset", "red31"], "error: preset 'red31': expected one of red10, red20, red30, red30-official"),
     (["--name", "x", "--skip", "15"], "error: skip=15: expected a span from 1 to 14"),
@@ -192,6 +301,21 @@ def test_cli_custom_net_and_check(tmp_path):
     assert len(list(out.rglob("*.prototxt"))) == 1 + 3 * len(TASKS)
     r = _cli("--check")
     assert r.returncode == 0 and "up to date" in r.stdout, r.stdout + r.stderr
+
+
+def test_cli_task_option_renders_one_task(tmp_path):
+    out = tmp_path / "fcn5"
+    r = _cli("--preset", "red10", "--name", "fcn5", "--depth", "5", "--conv-decoder",
+             "--task", "denoise-s70-p243", "--task", "denoise-s30", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.prototxt")) == [
+        "denoise-s30/test.prototxt", "denoise-s30/train.prototxt", "denoise-s70-p243/test.prototxt",
+        "denoise-s70-p243/train.prototxt", "deploy.prototxt", "solvers/fcn5_denoise-s30.prototxt",
+        "solvers/fcn5_denoise-s70-p243.prototxt"]
+    assert netgen.config_from_header((out / "deploy.prototxt").read_text()) == \
+        NetConfig("fcn5", depth=5, width=64, skip=None, decoder="conv")
+    r = _cli("--task", "denoise-s30")           # no net named: refused before anything is written
+    assert r.returncode == 2 and r.stderr.startswith("error: --task: renders one net") and r.stderr.count("\n") == 1
 
 
 def test_preset_override_needs_no_name_only_when_unchanged():

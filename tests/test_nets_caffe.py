@@ -207,7 +207,14 @@ VARIANTS = {
     "he-sequential": NetConfig("he", depth=12, width=6, skip=3, shortcuts="sequential"),
     "conv-decoder": NetConfig("cd", depth=10, width=6, decoder="conv"),
     "no-input-residual": NetConfig("nr", depth=10, width=6, input_residual=False),
+    # Sec. 2.1.1's 5-layer fully convolutional net (odd depth), and He blocks on an odd one
+    "conv-only-5": NetConfig("fcn5", depth=5, width=6, skip=None, decoder="conv"),
+    "conv-only-7-he": NetConfig("fcn7he", depth=7, width=6, skip=2, shortcuts="sequential", decoder="conv"),
+    # Figure 3(a): 5 stride-3 convolutions to 1x1 and back, no input residual, without/with skips
+    "fig3a": NetConfig("f3a", depth=10, width=6, skip=None, stride=3, down=5, input_residual=False),
+    "fig3a-skip": NetConfig("f3as", depth=10, width=6, skip=2, stride=3, down=5, input_residual=False),
 }
+_SIZES = {1: (37, 53), 3: (27, 18), 4: (36, 24), 243: (243, 243)}
 
 
 def _caffe_and_numpy(caffe, tmp_path, cfg, h, w, seed=1):
@@ -222,7 +229,7 @@ def _caffe_and_numpy(caffe, tmp_path, cfg, h, w, seed=1):
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_forward_equals_numpy_reference(caffe, tmp_path, variant):
     cfg = VARIANTS[variant]
-    h, w = (36, 24) if cfg.factor == 4 else (27, 18) if cfg.factor == 3 else (37, 53)
+    h, w = _SIZES[cfg.factor]
     net, params, x, out = _caffe_and_numpy(caffe, tmp_path, cfg, h, w)
     ref = refnet.forward(cfg, params, x[0].astype(np.float64))
     assert out.shape == x.shape[1:]

@@ -371,3 +371,42 @@ def test_dihedral_augmentation_transforms_input_and_label_together(datasets_dir,
         assert found, k
         used.add(found[0])
     assert len(used) >= 4
+
+
+def test_patch_size_tasks_and_the_figure_3a_database(datasets_dir, tmp_path):
+    """denoise-s70-p243 (Figure 3a): 243x243 pairs in their own database; noise draws and
+    shard size scaled with the patch area; validation from the Set5 images that hold a
+    243x243 patch (not woman, 228 wide); plain tasks keep their defaults."""
+    from rednet.tasks import get_task
+    t = get_task("denoise-s70-p243")
+    assert (t.name, t.kind, t.levels, t.patch) == ("denoise-s70-p243", "denoise", (70,), 243)
+    assert get_task("sr-x3-p99").levels == (3,) and get_task("denoise-mixed-p64").patch == 64
+    assert get_task("denoise-s30").patch == 50
+    for bad, msg in (("denoise-s70-p50", "every task's patch size; name the task denoise-s70"),
+                     ("denoise-s70-px", "the suffix -p<N> is a patch size"),
+                     ("denoise-s70-p1", "the suffix -p<N> is a patch size"),
+                     ("denoise-s70-p243-p99", "one patch-size suffix"),
+                     ("deblur-p243", "expected one of")):
+        with pytest.raises(UserError, match=msg):
+            get_task(bad)
+    cfg = patches.make_config("denoise-s70-p243", datasets=datasets_dir)
+    assert (cfg.patch, cfg.noise_repeats, cfg.shard_size, cfg.stride) == (243, 1, 346, 19)
+    assert [p.stem for p in patches.source_files(cfg, "val")] == ["baby", "bird", "head"]
+    plain = patches.make_config("denoise-s70", datasets=datasets_dir)
+    assert (plain.patch, plain.noise_repeats, plain.shard_size) == (50, 5, 8192)
+    assert [p.stem for p in patches.source_files(plain, "val")] == ["baby", "bird", "head", "woman"]
+    with pytest.raises(UserError, match=r"^patch=50: task denoise-s70-p243 has 243x243 patches"):
+        patches.make_config("denoise-s70-p243", datasets=datasets_dir, patch=50)
+    info = patches.preview("denoise-s70-p243", tmp_path / "none", datasets=datasets_dir, quiet=True)
+    assert info["train"]["patches"] == 19500 and info["val"]["patches"] == 38
+    assert not (tmp_path / "none").exists()
+    lst = patches.build_db("denoise-s70-p243", tmp_path / "db", datasets=datasets_dir, max_images=1,
+                           max_patches=6, progress=False, workers=1)
+    arr, val = _arrays(lst), _arrays(lst.parent / "val.txt")
+    assert arr["data"].shape == arr["label"].shape == (6, 1, 243, 243)
+    assert val["data"].shape == (38, 1, 243, 243)
+    assert abs((arr["data"] - arr["label"]).std() / (70 / 255) - 1) < 0.01
+    gray = to_gray(load_image(D.list_images("BSD300", datasets_dir)[0]))
+    for lab, (i, y, x, li, r) in zip(arr["label"], arr["meta"]):
+        np.testing.assert_array_equal(lab[0], (gray[y:y + 243, x:x + 243] / 255.0).astype(np.float32))
+    assert json.loads((lst.parent / "config.json").read_text())["patch"] == 243

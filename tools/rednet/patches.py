@@ -2,7 +2,7 @@
 
 A database ``data/db/<task>/`` holds shards ``train_00000.h5 ...`` and ``val_00000.h5 ...``
 with float32 datasets ``data`` (network input) and ``label`` (clean target), both
-N x 1 x 50 x 50, plus ``meta`` (int32 N x 5: image, y, x, level index, repeat; Caffe
+N x 1 x P x P (P = 50, or the task's ``-p<N>`` patch size), plus ``meta`` (int32 N x 5: image, y, x, level index, repeat; Caffe
 ignores it), and the list files ``train.txt`` / ``val.txt`` Caffe reads (one shard path
 a line, relative to the repository root).  docs/data.md explains every choice.
 
@@ -40,10 +40,10 @@ import numpy as np
 
 from . import paths
 from .errors import UserError, atomic_path, atomic_write_text
-from .tasks import Task, get_task, task_from_words
+from .tasks import PATCH, Task, get_task, task_from_words
 
-PATCH = 50
 SHARD_SIZE = 8192            # pairs per shard: 164 MB of float32 data+label in Caffe's memory
+                             # (for P x P patches: scaled by 50^2 / P^2, see default_shard_size)
 DENOISE_STRIDE = 19          # 345 patches per 481x321 image, 103,500 for the 300 images
 NOISE_REPEATS = 5            # ... times 5 noise draws = 517,500 pairs (the paper's ~0.5M)
 SR_STRIDE = 9                # one scale: ~1,480 patches per image, ~445k pairs
@@ -98,14 +98,33 @@ def _code_digest() -> str:
     return h.hexdigest()[:16]
 
 
+def default_noise_repeats(patch: int) -> int:
+    """Noise draws per clean denoising patch: 5 for 50x50 patches; for P x P patches scaled by
+    50^2 / P^2 (at least 1), so a database holds about the paper's number of pixels
+    (243x243: 1 draw, 19,500 pairs, 9.2 GB, against 517,500 pairs and 10.4 GB at 50x50)."""
+    return max(1, round(NOISE_REPEATS * PATCH ** 2 / patch ** 2))
+
+
+def default_shard_size(patch: int) -> int:
+    """Pairs per shard: 8192 for 50x50 patches, scaled by 50^2 / P^2 (at least 16, one batch)
+    so that the shard Caffe holds in memory stays about 164 MB (243x243: 346 pairs)."""
+    return max(16, SHARD_SIZE * PATCH ** 2 // patch ** 2)
+
+
 def make_config(task, *, datasets=None, stride=None, noise_repeats=None, max_images=None,
-                max_patches=None, seed=0, shard_size=SHARD_SIZE, augment="none", val=True,
-                patch=PATCH) -> Config:
+                max_patches=None, seed=0, shard_size=None, augment="none", val=True,
+                patch=None) -> Config:
     t: Task = task if isinstance(task, Task) else get_task(str(task))
+    if patch is None:
+        patch = t.patch
+    elif t.patch != PATCH and patch != t.patch:
+        raise UserError(f"patch={patch!r}: task {t.name} has {t.patch}x{t.patch} patches (its -p{t.patch} suffix)")
     if stride is None:
         stride = DENOISE_STRIDE if t.kind == "denoise" else (SR_MIXED_STRIDE if t.mixed else SR_STRIDE)
     if noise_repeats is None:
-        noise_repeats = NOISE_REPEATS if t.kind == "denoise" else 1
+        noise_repeats = default_noise_repeats(patch) if t.kind == "denoise" else 1
+    if shard_size is None:
+        shard_size = default_shard_size(patch)
     for name, v, lo in (("stride", stride, 1), ("noise_repeats", noise_repeats, 1),
                         ("patch", patch, 1), ("shard_size", shard_size, 1), ("seed", seed, 0)):
         if not isinstance(v, (int, np.integer)) or v < lo:
@@ -130,16 +149,31 @@ def _datasets_root(datasets) -> Path:
 
 
 def source_files(cfg: Config, split: str) -> list[Path]:
-    """The image files a split is cut from, in the fixed order that numbers them."""
+    """The image files a split is cut from, in the fixed order that numbers them.
+
+    Validation images smaller than the patch are left out (for 243x243 patches: Set5
+    ``woman``, 228 pixels wide); when none is big enough all are returned, and the plan
+    names the first that is too small."""
     from . import datasets as D
     if split == "train":
         files = D.list_images("BSD300", cfg.datasets)
         return files[: cfg.max_images] if cfg.max_images else files
     if cfg.kind == "denoise":
         name, keep = VAL_DENOISE
-        return [p for p in D.list_images(name, cfg.datasets) if p.stem in keep]
-    name, n = VAL_SR
-    return D.list_images(name, cfg.datasets)[:n]
+        files = [p for p in D.list_images(name, cfg.datasets) if p.stem in keep]
+    else:
+        name, n = VAL_SR
+        files = D.list_images(name, cfg.datasets)[:n]
+    if cfg.patch == PATCH:
+        return files            # all of them hold 50x50 patches
+    fits = [p for p in files if _fits(_header_shape(p), cfg)]
+    return fits or files
+
+
+def _fits(shape: tuple[int, int], cfg: Config) -> bool:
+    h, w = shape
+    levels = cfg.levels if cfg.kind == "sr" else (1,)
+    return all(min(h - h % s, w - w % s) >= cfg.patch for s in levels)
 
 
 # --------------------------------------------------------------------------- sources
@@ -355,8 +389,8 @@ def _fmt_bytes(n: float) -> str:
 
 
 def preview(task, out_dir=None, *, datasets=None, stride=None, noise_repeats=None, max_images=None,
-            max_patches=None, seed=0, workers=2, shard_size=SHARD_SIZE, val=True, progress=True,
-            augment="none", patch=PATCH, verify=True, quiet=False) -> dict:
+            max_patches=None, seed=0, workers=2, shard_size=None, val=True, progress=True,
+            augment="none", patch=None, verify=True, quiet=False) -> dict:
     """Print (unless quiet) and return the patch counts and bytes a build would write."""
     cfg = make_config(task, datasets=datasets, stride=stride, noise_repeats=noise_repeats,
                       max_images=max_images, max_patches=max_patches, seed=seed,
@@ -413,8 +447,8 @@ def _clean_temps(out: Path) -> None:
 
 
 def build_db(task, out_dir=None, *, datasets=None, stride=None, noise_repeats=None, max_images=None,
-             max_patches=None, seed=0, workers=2, shard_size=SHARD_SIZE, val=True, progress=True,
-             augment="none", patch=PATCH, verify=True) -> Path:
+             max_patches=None, seed=0, workers=2, shard_size=None, val=True, progress=True,
+             augment="none", patch=None, verify=True) -> Path:
     """Build (or finish) the database of ``task``; returns the train list file.
 
     Defaults give the paper-scale database (docs/data.md).  ``max_images`` / ``max_patches``
@@ -619,12 +653,15 @@ def register(subparsers) -> None:
                    help=f"patch stride (default {DENOISE_STRIDE} denoise, {SR_STRIDE} sr, "
                         f"{SR_MIXED_STRIDE} sr-mixed)")
     p.add_argument("--noise-repeats", type=_pos_int, default=None,
-                   help=f"noisy copies of each clean patch (default {NOISE_REPEATS})")
-    p.add_argument("--patch", type=_pos_int, default=PATCH, help="patch size (the paper: 50)")
+                   help=f"noisy copies of each clean patch (default {NOISE_REPEATS} for {PATCH}x{PATCH} "
+                        f"patches, fewer for larger ones)")
+    p.add_argument("--patch", type=_pos_int, default=None,
+                   help=f"patch size (default: the task's, {PATCH} unless its name ends in -p<N>)")
     p.add_argument("--max-images", type=_pos_int, default=None, help="use only the first N training images")
     p.add_argument("--max-patches", type=_pos_int, default=None, help="keep only N training pairs")
     p.add_argument("--seed", type=_pos_int, default=0)
-    p.add_argument("--shard-size", type=_pos_int, default=SHARD_SIZE, help="pairs per HDF5 shard")
+    p.add_argument("--shard-size", type=_pos_int, default=None,
+                   help=f"pairs per HDF5 shard (default {SHARD_SIZE} for {PATCH}x{PATCH} patches, fewer for larger ones)")
     p.add_argument("--augment", choices=["none", "dihedral"], default="none",
                    help="dihedral: each pair in one of the 8 rotations/flips (default none, as the paper)")
     p.add_argument("--workers", type=_pos_int, default=2, help="worker processes")

@@ -78,6 +78,12 @@ def forward(cfg, params: dict, image: np.ndarray) -> dict:
     k = cfg.skip
     s = cfg.stride
     m = cfg.down if s > 1 else 0
+    if cfg.depth % 2:
+        # An odd depth only exists as a plain stack of 3x3 stride-1 convolutions (the paper's
+        # 5-layer fully convolutional net, Sec. 2.1.1): no encoder/decoder halves to mirror.
+        if cfg.decoder != "conv" or s > 1 or (cfg.shortcuts == "mirror" and k is not None):
+            raise ValueError(f"depth {cfg.depth}: an odd depth is a convolution-only net "
+                             f"without strides or mirrored skips")
     blobs = {"data": x0}
     outs = {0: x0}          # layer number (1..depth) -> output after its sum and ReLU
     h = x0
@@ -90,7 +96,11 @@ def forward(cfg, params: dict, image: np.ndarray) -> dict:
         return a if (a >= 1 and (a - 1) % k == 0) else None
 
     for t in range(1, cfg.depth + 1):
-        if t <= n:
+        if cfg.depth % 2:
+            name = f"conv{t}"                 # conv1 .. conv<depth>, one chain
+            W, b = params[name]
+            h = conv2d(h, W, b, stride=1, pad=1)
+        elif t <= n:
             name = f"conv{t}"
             W, b = params[name]
             h = conv2d(h, W, b, stride=s if t <= m else 1, pad=1)

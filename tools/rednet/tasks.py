@@ -10,6 +10,12 @@ and tables.
 | denoise-mixed   | Table 6 (one model, all levels)  | sigma 10,30,50,70 |
 | sr-x2 ...       | Tables 3-5 (one model a scale)   | x2 / x3 / x4      |
 | sr-mixed        | Table 7 (one model, all scales)  | x2,x3,x4          |
+
+Every task trains on 50x50 patches (the paper's size).  A name with the suffix ``-p<N>``
+is the same task on N x N patches, with its own database ``data/db/<task>-p<N>/``: e.g.
+``denoise-s70-p243``, the 243x243 sigma=70 patches of the paper's Figure 3(a) (5
+convolutions of stride 3 bring 243 down to 1).  Such names are not in :data:`TASKS` (the
+presets are not rendered for them); :func:`get_task` knows them.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from .errors import UserError
 
 SIGMAS = (10, 30, 50, 70)
 SCALES = (2, 3, 4)
+PATCH = 50                 # the paper's training patch size (Sec. 2.3)
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,7 @@ class Task:
     name: str
     kind: str              # "denoise" or "sr"
     levels: tuple          # sigmas (denoise) or scales (sr) the model is trained on
+    patch: int = PATCH     # training patches are patch x patch
 
     @property
     def mixed(self) -> bool:
@@ -42,9 +50,21 @@ TASKS["sr-mixed"] = Task("sr-mixed", "sr", SCALES)
 
 
 def get_task(name: str) -> Task:
-    """The task called ``name``: a paper task, or ``denoise-s<sigma>`` for any sigma in (0, 255]."""
+    """The task called ``name``: a paper task, or ``denoise-s<sigma>`` for any sigma in (0, 255];
+    either with ``-p<N>`` appended for N x N training patches instead of 50 x 50."""
     if name in TASKS:
         return TASKS[name]
+    if isinstance(name, str) and "-p" in name:
+        base_name, size = name.rsplit("-p", 1)
+        if not size.isdigit() or not 2 <= int(size) <= 4096:
+            raise UserError(f"task {name!r}: the suffix -p<N> is a patch size, expected an integer "
+                            f"from 2 to 4096 (e.g. denoise-s70-p243)")
+        base = get_task(base_name)
+        if base.patch != PATCH:
+            raise UserError(f"task {name!r}: expected one patch-size suffix -p<N>")
+        if int(size) == PATCH:
+            raise UserError(f"task {name!r}: {PATCH}x{PATCH} is every task's patch size; name the task {base.name}")
+        return Task(f"{base.name}-p{int(size)}", base.kind, base.levels, int(size))
     if name.startswith("denoise-s"):
         try:
             sigma = float(name[len("denoise-s"):])

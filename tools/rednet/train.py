@@ -460,13 +460,13 @@ def resolve_sources(net: str, task: str, solver: str | None = None, data: str | 
             raise UserError(f"--solver {solver}: file not found")
     else:
         from . import netgen
-        cfg = netgen.get_preset(net)  # UserError for an unknown NET
-        solver_path = paths.SOLVERS / f"{net}_{task}.prototxt"
-        written = netgen.write_net(cfg, paths.ROOT / netgen.net_dir(cfg), tasks=[task])
+        # a preset, or a net in gen/<net>/ (UserError for an unknown NET); rendered for the
+        # task when missing or stale
+        solver_path, net_deploy, written = netgen.ensure_net(net, task)
         for p in written:
             print(f"made {paths.rel(p)}")
-        if deploy is None:
-            deploy = str(paths.ROOT / netgen.net_dir(cfg) / "deploy.prototxt")
+        if deploy is None and net_deploy is not None:
+            deploy = str(net_deploy)
     sol = read_prototxt(solver_path, "SolverParameter")
     train_net, test_net = _solver_nets(sol, solver_path)
     for p in (train_net, test_net):
@@ -1165,7 +1165,8 @@ def register(subparsers) -> None:
         description="Train NET on TASK with `bin/caffe train`, in runs/<name>/ (default <net>_<task>). "
                     "Makes missing nets, solver and database first.  An existing run folder is resumed "
                     "from its newest valid snapshot.")
-    p.add_argument("--net", help="net preset (red10, red20, red30, red30-official)")
+    p.add_argument("--net", help="net preset (red10, red20, red30, red30-official) or a net made by "
+                                 "`rednet gen --name` in gen/<net>/")
     p.add_argument("--task", help="denoise or sr (with --sigma/--scale), or a task name such as denoise-s30")
     p.add_argument("--sigma", help="noise level for --task denoise (10, 30, 50, 70 or mixed)")
     p.add_argument("--scale", help="scale for --task sr (2, 3, 4 or mixed)")
