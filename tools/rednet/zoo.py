@@ -114,24 +114,33 @@ def verify(folder: Path) -> dict:
 
 
 # --------------------------------------------------------------------------- exporting a run
-def _sessions_summary(info: dict) -> dict:
-    sessions = info.get("sessions", [])
+def _sessions_summary(info: dict, iteration: int, snapshot: Path) -> dict:
+    """Totals over the sessions that trained the run up to the exported ``iteration``.  A
+    session still running (or killed before it could record its end) counts up to the
+    exported snapshot's time."""
     import datetime as dt
 
-    def seconds(s):
-        try:
-            a = dt.datetime.fromisoformat(s["started"])
-            b = dt.datetime.fromisoformat(s["ended"])
-            return max(0.0, (b - a).total_seconds())
-        except (KeyError, TypeError, ValueError):
-            return 0.0
-    trained = [s for s in sessions if s.get("end_iter") is not None and s.get("end_iter", 0) > s.get("start_iter", 0)]
-    cpus = sorted({s.get("cpu") or "unknown (not recorded)" for s in trained})
-    blas = sorted({(s.get("env") or {}).get("OPENBLAS_CORETYPE", "auto (OpenBLAS detects the CPU)") for s in trained})
-    return {"wall_seconds": round(sum(seconds(s) for s in trained)), "sessions": len(trained),
-            "cpus": cpus, "blas_kernel": blas,
-            "caffe_build": sorted({s.get("caffe_version", "?") for s in trained}),
-            "restarts": [s["restart"] for s in sessions if s.get("restart")]}
+    def when(text):
+        return dt.datetime.fromisoformat(text)
+    snap_time = dt.datetime.fromtimestamp(snapshot.stat().st_mtime, dt.timezone.utc)
+    used = []
+    for s in info.get("sessions", []):
+        if s.get("start_iter", 0) >= iteration or "started" not in s:
+            continue
+        end = s.get("end_iter")
+        if end is not None and end <= s.get("start_iter", 0):
+            continue
+        if end is not None and end <= iteration and s.get("ended"):
+            seconds = (when(s["ended"]) - when(s["started"])).total_seconds()
+        else:                                  # running, or the exported snapshot lies inside it
+            seconds = (snap_time - when(s["started"])).total_seconds()
+        used.append((s, max(0.0, seconds)))
+    return {"wall_seconds": round(sum(t for _, t in used)), "sessions": len(used),
+            "cpus": sorted({s.get("cpu") or "unknown (not recorded)" for s, _ in used}),
+            "blas_kernel": sorted({(s.get("env") or {}).get("OPENBLAS_CORETYPE", "auto (OpenBLAS detects the CPU)")
+                                   for s, _ in used}),
+            "caffe_build": sorted({s.get("caffe_version", "?") for s, _ in used}),
+            "restarts": [s["restart"] for s, _ in used if s.get("restart")]}
 
 
 def _with_earlier_training(summary: dict, old: dict) -> dict:
@@ -244,6 +253,7 @@ def _sample(folder: Path, deploy: Path, weights: Path, task, datasets: Path) -> 
         p_in, _ = metrics.denoise_scores(x, clean)
         p_out, _ = metrics.denoise_scores(out, clean)
         what, ref = f"noisy, sigma={level}", clean / 255.0
+        name = f"14 images: {name}"
     else:
         name, img = load_images("Set5", cfg)[0]
         ref, x = metrics.sr_pair(img, level)
@@ -251,6 +261,7 @@ def _sample(folder: Path, deploy: Path, weights: Path, task, datasets: Path) -> 
         p_in, _ = metrics.sr_scores(x, ref, level, "authors")
         p_out, _ = metrics.sr_scores(out, ref, level, "authors")
         what = f"bicubic x{level}"
+        name = f"Set5: {name}"
         ref = ref / 255.0 if ref.max() > 1.5 else ref
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.4), dpi=80)
     for ax, im, title in zip(axes, (x, out, ref), (f"{what} ({p_in:.2f} dB)", f"restored ({p_out:.2f} dB)", "clean")):
@@ -289,7 +300,7 @@ def export(run_dir: Path, name: str | None = None, root: Path = ZOO, datasets: P
         shutil.copyfile(spec.deploy, tmp)
     task = get_task(info["task"])
     old = read_card(folder) if (folder / CARD).is_file() else {}
-    summary = _with_earlier_training(_sessions_summary(info), old)
+    summary = _with_earlier_training(_sessions_summary(info, it, spec.weights), old)
     curves = _curves(run_dir, folder, f"{name}: {info['net']} {info['task']}", bool(summary.get("carried")))
     sample = _sample(folder, folder / "deploy.prototxt", weights, task, paths.datasets_dir(datasets))
     batch = int(info.get("batch_size", 16)) * int(info.get("iter_size", 1))
@@ -332,7 +343,7 @@ def _body(card: dict) -> str:
         f"# {card['name']}: {net}, {task}", "",
         f"RED-Net `{net}` trained for `{task}` with the stock `caffe` binary: {it:,} iterations of "
         f"batch {card['batch']} ({card['patches_seen']:,} patches), {hours:.1f} h of training in "
-        f"{t['sessions']} session(s) on {', '.join(t['cpus'])} (2 cores), BLAS kernel "
+        f"{t['sessions']} session(s) on {', '.join(t['cpus'])}, BLAS kernel "
         f"{', '.join(t['blas_kernel'])}.",
         "",
         "The paper trains far longer on a GPU; this model is what this project's CPUs gave, and "
