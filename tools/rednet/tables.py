@@ -238,8 +238,8 @@ def find_red_model(method: str, spec: TableSpec, level: int, cfg: EvalConfig):
     kind, lvl = (("denoise", f"SIGMA={'mixed' if spec.single_model else level}") if spec.kind == "denoise"
                  else ("sr", f"SCALE={'mixed' if spec.single_model else level}"))
     return None, (f"no model for {task} with net {' or '.join(nets)} "
-                  f"(make train NET={nets[0]} TASK={kind} {lvl}, or put weights at "
-                  f"a model for {task} in the zoo models/<name>/)")
+                  f"(make train NET={nets[0]} TASK={kind} {lvl}, or "
+                  f"a zoo model for {task} in models/<name>/)")
 
 
 def _file_id(p: Path) -> dict:
