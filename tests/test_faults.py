@@ -139,26 +139,33 @@ TINY = ["--max-images", "3", "--stride", "25", "--shard-size", "100", "--workers
 
 
 def test_a_second_builder_of_the_same_folder_is_refused(datasets_dir, tmp_path):
-    """Two `rednet data` on one folder with different settings (NOISE_REPEATS=2 and 3): the
-    second is refused with one line while the first builds; the database is the first's alone.
-    Without the lock both exit 0 and the folder mixes shards of both configurations."""
+    """Two `rednet data` on one folder with different settings (NOISE_REPEATS=3 and 2): the
+    first is frozen (SIGSTOP) in the middle of writing its shards, so the race is certain; the
+    second is refused with one line, and the first, resumed, leaves a database of its own
+    configuration only.  Without the lock both exit 0 and the folder mixes their shards."""
     out = tmp_path / "db"
-    big = ["--max-images", "10", *TINY[2:]]
-    first = subprocess.Popen([PY, "-m", "rednet", *data_args(out, datasets_dir, *big, "--noise-repeats", "3")],
-                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen([PY, "-m", "rednet", *data_args(out, datasets_dir, *TINY, "--noise-repeats", "3")],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
     try:
-        wait_for(lambda: (out / "config.json").exists() or first.poll() is not None, what="the first build")
-        second = cli(*data_args(out, datasets_dir, *TINY, "--noise-repeats", "2"))
-        busy = first.poll() is None
+        wait_for(lambda: (out / "train_00001.h5").exists() or first.poll() is not None, what="the first build")
+        os.killpg(first.pid, signal.SIGSTOP)
+        assert first.poll() is None, "the first build ended too soon"
+        try:
+            second = cli(*data_args(out, datasets_dir, *TINY, "--noise-repeats", "2"))
+        finally:
+            os.killpg(first.pid, signal.SIGCONT)
         o, e = first.communicate(timeout=300)
     finally:
         if first.poll() is None:
-            first.kill()
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
     assert first.returncode == 0, e
-    if busy:    # normally; on a very fast machine the first may be done already
-        one_error_line(second, str(out), "another `rednet data` is building this database folder")
-        assert json.loads((out / "config.json").read_text())["noise_repeats"] == 3
+    one_error_line(second, str(out), "another `rednet data` is building this database folder")
+    assert json.loads((out / "config.json").read_text())["noise_repeats"] == 3
     check_database(out)
+    with h5py.File(patches.read_list(out / "train.txt")[-1]) as f:
+        assert f["meta"][:, 4].max() == 2                 # repeats 0..2: the first's shards
     # a folder held by another builder (deterministic): refused, nothing written or removed
     fd = os.open(out, os.O_RDONLY)
     try:
