@@ -36,7 +36,10 @@ $(BM3D_STAMP): requirements-bm3d.txt | $(SETUP_STAMP)
 	.venv/bin/pip install -r requirements-bm3d.txt
 	@touch $@
 
+# one shell word, whatever the value holds (spaces, parentheses, quotes): IN=, OUT=, MODEL= are file names
+q = '$(subst ','\'',$(1))'
+
 restore: $(SETUP_STAMP) ## restore one's images: IN=in.png|folder OUT=out.png|folder TASK=denoise SIGMA=30 | TASK=sr SCALE=3 [MODEL=]
-	@test -n "$(IN)" -a -n "$(OUT)" -a -n "$(TASK)" || { echo "make restore: give IN=, OUT= and TASK= (denoise with SIGMA=, sr with SCALE=)" >&2; exit 2; }
-	$(PY) -m rednet restore --task $(TASK) $(if $(SIGMA),--sigma $(SIGMA)) $(if $(SCALE),--scale $(SCALE)) \
-		$(if $(MODEL),--model $(MODEL)) $(if $(filter 0,$(ENSEMBLE)),--no-ensemble) $(IN) $(OUT)
+	@test -n $(call q,$(IN)) -a -n $(call q,$(OUT)) -a -n $(call q,$(TASK)) || { echo "make restore: give IN=, OUT= and TASK= (denoise with SIGMA=, sr with SCALE=)" >&2; exit 2; }
+	$(PY) -m rednet restore --task $(call q,$(TASK)) $(if $(SIGMA),--sigma $(call q,$(SIGMA))) $(if $(SCALE),--scale $(call q,$(SCALE))) \
+		$(if $(MODEL),--model $(call q,$(MODEL))) $(if $(filter 0,$(ENSEMBLE)),--no-ensemble) -- $(call q,$(IN)) $(call q,$(OUT))

@@ -53,3 +53,20 @@ def atomic_write_bytes(dest: os.PathLike | str, data: bytes) -> None:
     """Write ``data`` to ``dest`` atomically."""
     with atomic_path(dest) as tmp:
         tmp.write_bytes(data)
+
+
+def check_writable(folder: os.PathLike | str, name: str | None = None) -> None:
+    """Raise :class:`UserError` unless files can be made in ``folder`` (when it does not exist
+    yet: in its nearest existing parent, where it would be made): a read-only disk or folder is
+    named before any long computation.  The probe is an unnamed temporary file: nothing stays."""
+    folder = Path(folder)
+    p = folder
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    label = name or str(folder)
+    if not p.is_dir():
+        raise UserError(f"{label}: {p} is not a folder")
+    try:
+        tempfile.TemporaryFile(dir=p).close()
+    except OSError as e:
+        raise UserError(f"{label}: cannot write there ({e.strerror})") from None

@@ -24,6 +24,9 @@ files are written last, atomically.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import multiprocessing as mp
@@ -32,7 +35,10 @@ import queue
 import re
 import resource
 import shutil
+import tempfile
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -81,6 +87,11 @@ class Config:
         d.pop("datasets")          # the data are pinned by the manifests' hashes instead
         d["manifests"] = _manifest_digest()
         return d
+
+
+def config_digest(fp: dict) -> str:
+    """The hash a shard carries (HDF5 attribute ``config_sha256``): sha256 of the fingerprint."""
+    return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
 
 
 def _manifest_digest() -> str:
@@ -261,11 +272,20 @@ def plan_rows(cfg: Config, split: str, shapes: list[tuple[int, int]]) -> np.ndar
 
 # --------------------------------------------------------------------------- shard writing
 _STATE: dict = {}
+_LOCK: dict = {"fd": None}
+
+
+def _set_state(state, progress_q):
+    _STATE.update(state)
+    _STATE["q"] = progress_q
 
 
 def _init_worker(state, progress_q):
-    _STATE.update(state)
-    _STATE["q"] = progress_q
+    _set_state(state, progress_q)
+    if _LOCK["fd"] is not None:       # the folder lock belongs to the main process alone: a
+        with contextlib.suppress(OSError):   # worker outliving a killed builder must not hold it
+            os.close(_LOCK["fd"])
+        _LOCK["fd"] = None
 
 
 def _make_pairs(rows: np.ndarray, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -323,14 +343,19 @@ def _write_shard(job) -> str:
             f.attrs["levels"] = np.asarray(cfg.levels, np.float64)
             f.attrs["meta_columns"] = "image,y,x,level_index,repeat"
             f.attrs["seed"] = cfg.seed
+            f.attrs["config_sha256"] = _STATE["digest"]
     return str(dest)
 
 
-def _shard_ok(path: Path, n: int, patch: int) -> bool:
+def _shard_ok(path: Path, n: int, patch: int, digest: str) -> bool:
+    """A shard is reused only when whole and made by this very configuration (its
+    ``config_sha256`` attribute); a shard of another configuration, or one written before
+    shards carried the hash, is rebuilt."""
     import h5py
     try:
         with h5py.File(path, "r") as f:
-            return (f["data"].shape == (n, 1, patch, patch) == f["label"].shape
+            return (f.attrs.get("config_sha256") == digest
+                    and f["data"].shape == (n, 1, patch, patch) == f["label"].shape
                     and f["data"].dtype == np.float32)
     except Exception:  # noqa: BLE001 - any unreadable shard is rebuilt
         return False
@@ -467,17 +492,77 @@ def build_db(task, out_dir=None, *, datasets=None, stride=None, noise_repeats=No
         D.verify(VAL_DENOISE[0] if cfg.kind == "denoise" else VAL_SR[0], cfg.datasets)
     plan = make_plan(cfg, out)
     fp = cfg.fingerprint()
+    with _db_lock(out):
+        try:
+            return _build(plan, fp, workers, progress)
+        except BrokenProcessPool:
+            _clean_temps(out)
+            raise UserError(f"{paths.rel(out)}: a worker process died (killed, e.g. by the out-of-memory "
+                            f"killer); complete shards are kept and a rerun resumes from them "
+                            f"(fewer workers, DATA_WORKERS=1 / --workers 1, need less memory)") from None
+        except OSError as e:
+            _clean_temps(out)
+            if e.errno == errno.ENOSPC or "No space left" in str(e):
+                raise UserError(f"{paths.rel(out)}: disk full while writing the database; complete shards "
+                                f"are kept: free space and run the same command again") from None
+            if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise UserError(f"{paths.rel(out)}: cannot write the database there ({e.strerror})") from None
+            raise
+
+
+@contextlib.contextmanager
+def _db_lock(out: Path):
+    """Hold an exclusive lock on the database folder (``flock`` on the folder itself, so no
+    lock file is left) for the whole build: a second builder of the same folder is refused
+    with one line instead of mixing its shards in.  The folder is made here (after every
+    input check) and removed again when the build fails before writing anything into it."""
+    created = not out.is_dir()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()       # writable? (a read-only disk, permissions)
+    except OSError as e:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise UserError(f"{paths.rel(out)}: cannot write the database there ({e.strerror})") from None
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UserError(f"{paths.rel(out)}: another `rednet data` is building this database folder "
+                        f"(wait for it, or give another --out / DB_DIR)") from None
+    except OSError:
+        pass                                           # a file system without flock: unlocked
+    _LOCK["fd"] = fd
+    try:
+        yield
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()                            # only when still empty
+        raise
+    finally:
+        _LOCK["fd"] = None
+        os.close(fd)                                   # releases the lock
+
+
+def _build(plan: Plan, fp: dict, workers: int, progress: bool) -> Path:
+    cfg, out = plan.cfg, plan.out_dir
+    digest = config_digest(fp)
     list_files = {s: out / f"{s}.txt" for s in plan.rows}
 
     # an up-to-date database: nothing to do
     cfg_file = out / "config.json"
-    old = json.loads(cfg_file.read_text()) if cfg_file.is_file() else None
+    try:
+        old = json.loads(cfg_file.read_text()) if cfg_file.is_file() else None
+    except ValueError:
+        old = {}                                       # unreadable: another configuration
     if old is not None and old != fp:
         _clear(out)
-    if out.is_dir():
-        _clean_temps(out)
+    _clean_temps(out)
     todo = {s: [job for job in plan.shards[s]
-                if not (job[2].is_file() and _shard_ok(job[2], len(job[1]), cfg.patch))]
+                if not (job[2].is_file() and _shard_ok(job[2], len(job[1]), cfg.patch, digest))]
             for s in plan.rows}
     if old == fp and not any(todo.values()) and all(f.is_file() for f in list_files.values()):
         return list_files["train"]
@@ -489,7 +574,7 @@ def build_db(task, out_dir=None, *, datasets=None, stride=None, noise_repeats=No
                         f"{_fmt_bytes(free)} is free on that disk")
 
     # read and prepare the sources (in parallel), then write the missing shards (in parallel)
-    state = {"cfg": cfg, "sources": {}}
+    state = {"cfg": cfg, "sources": {}, "digest": digest}
     ctx = mp.get_context("fork")
     from tqdm import tqdm
     tqdm.monitor_interval = 0
@@ -502,11 +587,10 @@ def build_db(task, out_dir=None, *, datasets=None, stride=None, noise_repeats=No
         with _pool(ctx, workers, {}, None) as pool, \
                 tqdm(total=len(used), desc=f"{cfg.task} {s} images", unit="img",
                      disable=not progress) as bar:
-            for i, res in zip(used, _imap(pool, _prepare, [jobs[i] for i in used])):
+            for i, res in zip(used, pool.map(_prepare, [jobs[i] for i in used])):
                 srcs[i] = res
                 bar.update(1)
         state["sources"][s] = srcs
-    out.mkdir(parents=True, exist_ok=True)
     for f in list_files.values():      # no list may name a shard that is being (re)written
         f.unlink(missing_ok=True)
     atomic_write_text(cfg_file, json.dumps(fp, indent=1, sort_keys=True) + "\n")
@@ -520,21 +604,22 @@ def build_db(task, out_dir=None, *, datasets=None, stride=None, noise_repeats=No
         with tqdm(total=total, desc=f"{cfg.task} {s}", unit="patch", unit_scale=True,
                   disable=not progress, smoothing=0.1) as bar:
             if workers == 1:
-                _init_worker(state, None)
+                _set_state(state, None)
                 for job in jobs:
                     _write_shard(job)
                     bar.update(len(job[2]))
             else:
                 with _pool(ctx, workers, state, q) as pool:
-                    pending = [pool.apply_async(_write_shard, (job,)) for job in jobs]
+                    pending = {pool.submit(_write_shard, job) for job in jobs}
                     while pending:
                         try:
                             bar.update(q.get(timeout=0.2))
                         except queue.Empty:
                             pass
-                        for r in [r for r in pending if r.ready()]:
-                            r.get()            # re-raises a worker's error
-                            pending.remove(r)
+                        done, pending = wait(pending, timeout=0, return_when=FIRST_COMPLETED)
+                        for r in done:
+                            r.result()         # re-raises a worker's error; BrokenProcessPool
+                                               # when a worker died (never a hang)
                     while True:
                         try:
                             bar.update(q.get_nowait())
@@ -549,24 +634,29 @@ def build_db(task, out_dir=None, *, datasets=None, stride=None, noise_repeats=No
 
 
 class _pool:
-    """A fork pool whose workers get ``state``; terminated (not joined) on errors."""
+    """A fork pool (``concurrent.futures``: a worker that dies, e.g. to the out-of-memory
+    killer, breaks the pool with ``BrokenProcessPool`` instead of hanging it) whose workers get
+    ``state``; on errors the pending work is cancelled and the workers are killed."""
 
     def __init__(self, ctx, workers, state, q):
-        self.p = ctx.Pool(workers, initializer=_init_worker, initargs=(state, q))
+        self.p = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                     initargs=(state, q))
 
     def __enter__(self):
         return self.p
 
     def __exit__(self, et, ev, tb):
         if et is None:
-            self.p.close()
-        else:
-            self.p.terminate()
-        self.p.join()
-
-
-def _imap(pool, fn, items):
-    return pool.imap(fn, items, chunksize=1)
+            self.p.shutdown(wait=True)
+            return
+        procs = list((getattr(self.p, "_processes", None) or {}).values())
+        self.p.shutdown(wait=False, cancel_futures=True)
+        for pr in procs:
+            with contextlib.suppress(Exception):
+                pr.kill()
+        for pr in procs:
+            with contextlib.suppress(Exception):
+                pr.join(5)
 
 
 # --------------------------------------------------------------------------- benchmark

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import matlab, zoo
-from .errors import UserError, atomic_path
+from .errors import UserError, atomic_path, check_writable
 from .paths import GEN, ROOT, RUNS, rel
 from .tasks import TASKS, Task, get_task, task_name
 
@@ -259,6 +259,8 @@ def find_model(model: str | None, task: Task, net: str | None = None,
         raise UserError(f"--model {model}: no such file or run folder")
     if deploy:
         spec.deploy = Path(deploy)
+    if net and spec.net and spec.net != net:
+        raise UserError(f"--net {net}: --model {model} was trained as {spec.net}; drop --net or give a {net} model")
     if not spec.deploy.is_file():
         raise UserError(f"{rel(spec.deploy)}: deploy net not found (run 'make nets')")
     if spec.task:
@@ -294,10 +296,12 @@ class Restorer:
     ``x`` is C x H x W (or H x W for one channel) float32 in [0, 1] (noise not clipped); the
     result is the net's ``output`` blob (the restored image: the residual is inside the net).
     ``tile``: core tile side in pixels (None: chosen from ``max_memory_mb``; 0: never tile).
+    ``progress``: a tiled image shows a progress bar over its tiles (stderr).
     """
 
     def __init__(self, deploy: os.PathLike | str, weights: os.PathLike | str, tile: int | None = None,
-                 max_memory_mb: float = DEFAULT_MAX_MEMORY_MB, check: bool = True):
+                 max_memory_mb: float = DEFAULT_MAX_MEMORY_MB, check: bool = True, progress: bool = True):
+        check_budget(tile, max_memory_mb)
         caffe = _caffe()
         self.deploy, self.weights = Path(deploy), Path(weights)
         if not self.deploy.is_file():
@@ -315,6 +319,7 @@ class Restorer:
         self.radius = receptive_radius(self.deploy)
         self.tile = tile
         self.max_memory_mb = max_memory_mb
+        self.progress = progress
         self._bytes_per_pixel = self._estimate_bytes_per_pixel()
 
     def _estimate_bytes_per_pixel(self) -> float:
@@ -349,8 +354,18 @@ class Restorer:
         self.net.forward()
         return np.array(self.net.blobs[self.output].data[0], dtype=np.float32, copy=True)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """One forward pass (tiled when needed); same shape out as in."""
+    def n_tiles(self, h: int, w: int) -> int:
+        """How many pieces an h x w image is run in (1: whole)."""
+        t = self.tile_size(h, w)
+        return 1 if t >= h and t >= w else math.ceil(h / t) * math.ceil(w / t)
+
+    def _bar(self, total: int, h: int, w: int):
+        from tqdm import tqdm
+        return tqdm(total=total, desc=f"restore {w}x{h}", unit="tile", disable=not self.progress)
+
+    def forward(self, x: np.ndarray, bar=None) -> np.ndarray:
+        """One forward pass (tiled when needed, with a progress bar over the tiles, or
+        ``bar``); same shape out as in."""
         x = np.asarray(x, dtype=np.float32)
         squeeze = x.ndim == 2
         if squeeze:
@@ -364,24 +379,39 @@ class Restorer:
         else:
             r = self.radius
             y = np.empty_like(x)
-            for y0 in range(0, h, t):
-                for x0 in range(0, w, t):
-                    y1, x1 = min(y0 + t, h), min(x0 + t, w)
-                    a0, b0 = max(y0 - r, 0), max(x0 - r, 0)
-                    a1, b1 = min(y1 + r, h), min(x1 + r, w)
-                    piece = self._forward_whole(np.ascontiguousarray(x[:, a0:a1, b0:b1]))
-                    y[:, y0:y1, x0:x1] = piece[:, y0 - a0:y1 - a0, x0 - b0:x1 - b0]
+            own = bar is None
+            if own:
+                bar = self._bar(self.n_tiles(h, w), h, w)
+            try:
+                for y0 in range(0, h, t):
+                    for x0 in range(0, w, t):
+                        y1, x1 = min(y0 + t, h), min(x0 + t, w)
+                        a0, b0 = max(y0 - r, 0), max(x0 - r, 0)
+                        a1, b1 = min(y1 + r, h), min(x1 + r, w)
+                        piece = self._forward_whole(np.ascontiguousarray(x[:, a0:a1, b0:b1]))
+                        y[:, y0:y1, x0:x1] = piece[:, y0 - a0:y1 - a0, x0 - b0:x1 - b0]
+                        bar.update(1)
+            finally:
+                if own:
+                    bar.close()
         return y[0] if squeeze else y
 
     def restore(self, x: np.ndarray, ensemble: bool = True) -> np.ndarray:
         """The restored image; with ``ensemble`` the mean of the 8 orientations mapped back."""
         if not ensemble:
             return self.forward(x)
+        h, w = np.shape(x)[-2:]
+        n = self.n_tiles(h, w)            # the same for every orientation (h and w swap)
+        bar = self._bar(n * len(ORIENTATIONS), h, w) if n > 1 else None
         acc = None
-        for flip, k in ORIENTATIONS:
-            xo = np.ascontiguousarray(orient(np.asarray(x, dtype=np.float32), flip, k))
-            yo = unorient(self.forward(xo), flip, k).astype(np.float64)
-            acc = yo if acc is None else acc + yo
+        try:
+            for flip, k in ORIENTATIONS:
+                xo = np.ascontiguousarray(orient(np.asarray(x, dtype=np.float32), flip, k))
+                yo = unorient(self.forward(xo, bar), flip, k).astype(np.float64)
+                acc = yo if acc is None else acc + yo
+        finally:
+            if bar is not None:
+                bar.close()
         return (acc / len(ORIENTATIONS)).astype(np.float32)
 
 
@@ -506,10 +536,22 @@ def _pairs(inputs: list[str], output: str) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def check_budget(tile, max_memory_mb) -> None:
+    """``--tile`` >= 0 (0: never tile) and ``--max-memory`` > 0, as one-line errors."""
+    if tile is not None and (not isinstance(tile, (int, np.integer)) or tile < 0):
+        raise UserError(f"--tile {tile}: expected a tile side in pixels >= 0 (0: never tile)")
+    if not (isinstance(max_memory_mb, (int, float, np.integer, np.floating))
+            and 0 < max_memory_mb < math.inf):
+        raise UserError(f"--max-memory {max_memory_mb}: expected a positive number of MB")
+
+
 def cmd_restore(args) -> int:
     from tqdm import tqdm
+    check_budget(args.tile, args.max_memory)
     task, level = _task_from_args(args)
     pairs = _pairs(args.inputs, args.output)
+    for folder in sorted({dst.parent for _, dst in pairs}):
+        check_writable(folder, f"OUT={args.output}")
     spec = find_model(args.model, task, args.net, args.deploy)
     restorer = Restorer(spec.deploy, spec.weights, tile=args.tile, max_memory_mb=args.max_memory)
     # decode everything first: a bad file stops the command before anything is written

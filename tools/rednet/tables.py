@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from . import matlab, metrics
-from .errors import UserError, atomic_write_text
+from .errors import UserError, atomic_write_text, check_writable
 from .paths import CACHE, DATA, RESULTS, datasets_dir, rel
 
 PAPER_CSV = DATA / "paper_tables.csv"
@@ -565,6 +565,9 @@ def cmd_tables(args) -> int:
         raise UserError(f"--sr-protocol {args.sr_protocol}: expected one of {', '.join(metrics.SR_PROTOCOLS)}")
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit}: expected a positive number of images")
+    if not 0 < args.max_memory < math.inf:
+        raise UserError(f"--max-memory {args.max_memory:g}: expected a positive number of MB")
+    check_writable(args.out, f"--out {args.out}")
     red_nets = dict(DEFAULT_RED_NETS)
     if args.red30_nets:
         red_nets["RED30"] = tuple(n.strip() for n in args.red30_nets.split(",") if n.strip())

@@ -668,6 +668,10 @@ def _save_json(p: Path, d: dict) -> None:
     atomic_write_text(p, json.dumps(d, indent=2, sort_keys=False) + "\n")
 
 
+#: longest run name: one file-name component (255 bytes on most file systems) with room to spare
+MAX_RUN_NAME = 100
+
+
 @contextlib.contextmanager
 def _locked(run_dir: Path):
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -1060,6 +1064,9 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
     name = run or f"{net}_{task}"
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", name):
         raise UserError(f"RUN={name!r}: expected a folder name (letters, digits, . _ + -)")
+    if len(name) > MAX_RUN_NAME:
+        raise UserError(f"RUN={name[:20]}... ({len(name)} characters): expected a folder name of at most "
+                        f"{MAX_RUN_NAME} characters")
     run_dir = runs / name
     old = _load_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else None
     src = resolve_sources(net, task, solver=solver, data=data, val=val, deploy=deploy, build=build, progress=progress)
@@ -1138,6 +1145,8 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
 
 # ------------------------------------------------------------------------ command line
 def cmd_train(args) -> int:
+    if args.time_limit is not None and not (0 < args.time_limit < float("inf")):
+        raise UserError(f"MINUTES={args.time_limit:g} (--time-limit): expected a positive number of minutes")
     task = task_from_words(args.task, args.sigma, args.scale)
     info = train(args.net, task, iters=args.iters, run=args.run, resume=True if args.resume else None,
                  solver=args.solver, data=args.data, val=args.val, deploy=args.deploy,
