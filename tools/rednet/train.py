@@ -254,7 +254,6 @@ def check_snapshot(state_path: Path, model_path: Path | None, iteration: int,
     be complete and have the net's shape; the state must name this model and iteration and
     hold one or two (Adam) history blobs per parameter, each of the parameter's size.
     """
-    import numpy as np
     caffe_pb2, _ = _pb()
     from google.protobuf.message import DecodeError
     if model_path is None or not model_path.is_file():
