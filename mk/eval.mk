@@ -2,6 +2,7 @@
 #
 #   make tables                      bicubic + every RED model found (models/, runs/); minutes
 #   make tables BM3D=1               also BM3D (PyPI bm3d, installed on demand; ~1-10 s/image, cached)
+#   make tables NO_ENSEMBLE_TABLES=2   (the 8-orientation ensemble everywhere but Table 2's 200 images)
 #   make tables ENSEMBLE=0 TABLES=3-5 SR_PROTOCOL=srcnn BSD200_SCALE=0.5 LIMIT=5 SEED=0 MAX_MEMORY=2048
 #   make restore IN=noisy.png OUT=clean.png TASK=denoise SIGMA=30 [MODEL=runs/<name>]
 #
@@ -21,7 +22,8 @@ MAX_MEMORY   ?= 2048
 BM3D_STAMP := .venv/.bm3d-installed
 
 TABLES_ARGS := --tables $(TABLES) --sr-protocol $(SR_PROTOCOL) --bsd200-scale $(BSD200_SCALE) --seed $(SEED) --max-memory $(MAX_MEMORY) \
-	$(if $(filter 0,$(ENSEMBLE)),--no-ensemble) $(if $(filter 1,$(BM3D)),--bm3d) $(if $(LIMIT),--limit $(LIMIT))
+	$(if $(filter 0,$(ENSEMBLE)),--no-ensemble) $(if $(filter 1,$(BM3D)),--bm3d) $(if $(LIMIT),--limit $(LIMIT)) \
+	$(if $(NO_ENSEMBLE_TABLES),--no-ensemble-tables $(NO_ENSEMBLE_TABLES))
 
 .PHONY: tables tables-quick restore
 

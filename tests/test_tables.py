@@ -406,3 +406,24 @@ def test_a_damaged_cached_cell_is_recomputed(tmp_path, datasets_dir, damage):
     assert again == pytest.approx(first, abs=1e-5)
     assert cell.read_text().splitlines(keepends=True) == lines
     assert "nan" not in (out / "tables.md").read_text().lower()
+
+
+@pytest.mark.datasets
+def test_ensemble_can_be_left_off_for_some_tables(tmp_path, monkeypatch, caffe, datasets_dir):
+    """--no-ensemble-tables 2: Table 2's RED cell is one forward pass, Table 1's the 8-orientation
+    mean; each cell's record and tables.md say which."""
+    from test_restore import make_model, make_zoo_model
+    from rednet import restore
+    models, runs = tmp_path / "models", tmp_path / "runs"
+    runs.mkdir()
+    deploy, weights = make_model(tmp_path / "made", caffe, depth=4, width=8, seed=5)
+    make_zoo_model(models, "red10_s30", "red10", "denoise-s30", deploy, weights)
+    monkeypatch.setattr(restore, "MODELS", models)
+    monkeypatch.setattr(restore, "RUNS", runs)
+    out = tmp_path / "results"
+    tables.run(tables.EvalConfig(datasets=datasets_dir, limit=1, tables=(1, 2), out=out, no_ensemble_tables=(2,)))
+    import json
+    rec = {t: json.loads((out / "per_image" / f"t{t}_{d}_sigma30_RED10.json").read_text())["ensemble"]
+           for t, d in ((1, "denoise14"), (2, "BSD200"))}
+    assert rec == {1: True, 2: False}
+    assert "except Tables 2 (one forward pass" in (out / "tables.md").read_text()

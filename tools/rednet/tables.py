@@ -135,6 +135,7 @@ def read_paper(path: Path = PAPER_CSV) -> dict[tuple, dict]:
 class EvalConfig:
     datasets: Path | None = None
     ensemble: bool = True
+    no_ensemble_tables: tuple = ()   # tables computed with one forward pass even when ensemble is on
     sr_protocol: str = "authors"
     bsd200_scale: float = DEFAULT_BSD200_SCALE
     denoise14_extras: tuple | None = None
@@ -146,6 +147,10 @@ class EvalConfig:
     zoo_only: bool = False         # only the shipped models of models/, not runs/
     tables: tuple = tuple(TABLES)
     out: Path = RESULTS
+
+    def ensemble_for(self, table: int) -> bool:
+        """Whether Table ``table``'s RED cells average the 8 orientations."""
+        return self.ensemble and table not in self.no_ensemble_tables
 
     def dataset_params(self, dataset: str) -> dict:
         p = {"dataset": dataset, "limit": self.limit}
@@ -325,8 +330,9 @@ def evaluate_cell(spec: TableSpec, dataset: str, setting: str, method: str, cfg:
             restorers[key] = (Restorer(model.deploy, model.weights, max_memory_mb=cfg.max_memory_mb),
                               {"weights": _file_id(model.weights), "deploy": _file_id(model.deploy)})
         r, file_ids = restorers[key]
-        record = {"method": method, "net": model.net, "task": model.task, **file_ids, "ensemble": cfg.ensemble}
-        fn = lambda x, name: r.restore(x.astype(np.float32), cfg.ensemble)  # noqa: E731
+        ens = cfg.ensemble_for(spec.number)
+        record = {"method": method, "net": model.net, "task": model.task, **file_ids, "ensemble": ens}
+        fn = lambda x, name: r.restore(x.astype(np.float32), ens)  # noqa: E731
         what = f"{model.net} {model.task} {rel(model.weights)}"
         if model.task and model.task.endswith("-mixed") and not spec.single_model:
             what += " (the single model for all levels, as in Tables 6-7)"
@@ -493,7 +499,9 @@ def _tables_md(cfg, paper, ours, provenance, missing, bicubic_check) -> str:
     L = ["# Tables 1-7 of the paper, regenerated", "",
          "Each cell: `paper / ours (ours - paper)`; `—` where there is no number "
          "(see the list under each table). Conventions: docs/evaluation.md.", "",
-         f"- self-ensemble (8 orientations): {'on' if cfg.ensemble else 'off'}",
+         f"- self-ensemble (8 orientations): {'on' if cfg.ensemble else 'off'}"
+         + (f", except Tables {', '.join(map(str, cfg.no_ensemble_tables))} (one forward pass, to save CPU time)"
+            if cfg.ensemble and cfg.no_ensemble_tables else ""),
          f"- SR scores: `{cfg.sr_protocol}` protocol "
          + ("(float output, whole image, as the authors' test code)" if cfg.sr_protocol == "authors"
             else "(output rounded to uint8, s pixels shaved, as SRCNN/VDSR)"),
@@ -572,6 +580,7 @@ def cmd_tables(args) -> int:
     if args.red30_nets:
         red_nets["RED30"] = tuple(n.strip() for n in args.red30_nets.split(",") if n.strip())
     cfg = EvalConfig(datasets=args.datasets, ensemble=not args.no_ensemble, sr_protocol=args.sr_protocol,
+                     no_ensemble_tables=_parse_tables(args.no_ensemble_tables) if args.no_ensemble_tables else (),
                      bsd200_scale=args.bsd200_scale,
                      denoise14_extras=tuple(args.extras) if args.extras else None, bm3d=args.bm3d,
                      limit=args.limit, seed=args.seed, max_memory_mb=args.max_memory,
@@ -590,6 +599,8 @@ def register(subparsers) -> None:
     p.add_argument("--datasets", default=None, help="benchmark image folder (default $DATASETS)")
     p.add_argument("--out", default=str(RESULTS), help="output folder (default results/)")
     p.add_argument("--no-ensemble", action="store_true", help="one pass per image, not 8 orientations")
+    p.add_argument("--no-ensemble-tables", metavar="TABLES",
+                   help="these tables with one pass per image even with the ensemble on, e.g. 2 (BSD200's 200 images)")
     p.add_argument("--sr-protocol", default="authors", help="authors (default) or srcnn; see docs/evaluation.md")
     p.add_argument("--bsd200-scale", type=float, default=DEFAULT_BSD200_SCALE,
                    help=f"BSD200 resize factor after rgb2gray (default {DEFAULT_BSD200_SCALE})")
