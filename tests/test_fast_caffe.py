@@ -146,12 +146,16 @@ def compare(net: Path, shape, grads: bool, tmp: Path) -> tuple[dict, dict]:
 def test_the_two_builds_are_selected_by_CAFFE():
     out = {}
     for build in ("stock", "fast"):
-        r = subprocess.run([PY, "-c", "import caffe, os; print(os.environ['CAFFE'], caffe.__file__)"],
+        r = subprocess.run([PY, "-c", "import caffe, os; from rednet import paths; print(paths.caffe_build(), caffe.__file__)"],
                            cwd=ROOT, env=dict(os.environ, CAFFE=build), capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         out[build] = r.stdout.split()
         assert out[build][0] == build
     assert ".caffe-fast" in out["fast"][1] and ".caffe-fast" not in out["stock"][1]
+    # unset: the fast build, where it is built (as here)
+    env = {k: v for k, v in os.environ.items() if k != "CAFFE"}
+    r = subprocess.run([PY, "-c", "import caffe; print(caffe.__file__)"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and ".caffe-fast" in r.stdout, r.stderr
     r = subprocess.run([str(ROOT / "bin" / "caffe"), "--version"], env=dict(os.environ, CAFFE="nonsense"),
                        capture_output=True, text=True)
     assert r.returncode == 2 and "CAFFE=stock or CAFFE=fast" in r.stderr
