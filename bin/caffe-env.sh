@@ -13,4 +13,6 @@ case "${CAFFE:-}" in
 esac
 if [ ! -f "$CAFFE_ENV" ]; then echo "$(basename "$0"): Caffe is not set up; run 'make setup' first" >&2; exit 2; fi
 . "$CAFFE_ENV"
-[ -n "$CAFFE_LD_LIBRARY_PATH" ] && export LD_LIBRARY_PATH="$CAFFE_LD_LIBRARY_PATH${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+if [ -n "$CAFFE_LD_LIBRARY_PATH" ]; then
+  export LD_LIBRARY_PATH="$CAFFE_LD_LIBRARY_PATH${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
