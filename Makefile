@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PY      := bin/python
-CAFFE   := bin/caffe
+# (CAFFE=stock|fast is read by bin/caffe and bin/python: which Caffe build; docs/training.md)
 DATASETS ?= data/datasets
 export DATASETS
 
@@ -16,7 +16,7 @@ SETUP_STAMP := .caffe/env
 help: ## show the make targets and what they do
 	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z0-9_.%-]+:.*?## / {printf "  \033[36mmake %-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: ## install everything from nothing: Debian packages, .venv, Caffe (CAFFE_HOME=... to use yours)
+setup: ## install everything from nothing: Debian packages, .venv, Caffe stock + batch-parallel (CAFFE_HOME=... to use yours, FAST=0)
 	@bash tools/setup.sh
 
 $(SETUP_STAMP):

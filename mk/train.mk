@@ -1,6 +1,7 @@
 # Training, loss curves, the benchmark and the demo (docs/training.md):
-# tools/rednet/{train,logparse,bench,demo}.py.  Training runs the stock caffe binary from the
-# repository root; every run lives in runs/<name>/ and resumes when started again.
+# tools/rednet/{train,logparse,bench,demo}.py.  Training runs bin/caffe from the repository
+# root (the batch-parallel build where built; CAFFE=stock for the stock one); every run lives
+# in runs/<name>/ and resumes when started again.
 #
 #   make train NET=red30 TASK=denoise SIGMA=30 [ITERS=100000] [RUN=name] [RESUME=1]
 #   make train NET=red20 TASK=sr SCALE=3

@@ -74,3 +74,17 @@ def test_quick_bench_end_to_end(tmp_path):
         assert "PyTorch" in md and f"{t['patches_per_s']:.1f}" in md
     else:
         assert "PyTorch comparison: not run" in md
+
+
+def test_summary_csv_has_a_row_per_net_and_engine():
+    """results/bench/summary.csv: stock and fast rows where both builds ran side by side."""
+    info = {"machine": {"caffe_build": "fast"},
+            "nets": [{"net": "red10", "batch": 16, "bound_peak_s": 0.25, "train": {"s_per_iter": 0.5}},
+                     {"net": "red30", "batch": 16, "bound_peak_s": 1.0, "train": {"s_per_iter": 2.0}}],
+            "builds": [{"net": "red10", "stock_s_per_iter": 0.8, "fast_s_per_iter": 0.4,
+                        "restore_256_s": {"stock": 0.3, "fast": 0.25}}],
+            "torch": {"nets": [{"net": "red10", "patches_per_s": 60.0, "vs_bound_peak": 0.9}]}}
+    rows = bench.summary_csv(info).splitlines()
+    assert rows[0] == "net,engine,train_patches_per_s,restore_256_s,pct_gemm_bound"
+    assert rows[1:] == ["red10,caffe-stock,20.00,0.3000,31.2", "red10,caffe-fast,40.00,0.2500,62.5",
+                        "red30,caffe-fast,8.00,,50.0", "red10,pytorch,60.00,,90.0"]

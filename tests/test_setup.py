@@ -137,7 +137,7 @@ def test_bring_your_own_python_keeps_its_packages(tmp_path):
     assert venv_site and not list(venv_site[0].glob("numpy*")), "numpy must come from the environment"
     imp = subprocess.run([str(repo / "bin" / "python"), "-c",
                           "import caffe, numpy, rednet; print(numpy.__file__); print(caffe.__file__)"],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, env=env)    # (not this suite's PYTHONPATH)
     assert imp.returncode == 0, imp.stderr
     assert imp.stdout.splitlines()[0].startswith(ours) and pycaffe in imp.stdout.splitlines()[1]
     ver = subprocess.run([str(repo / "bin" / "caffe"), "--version"], capture_output=True, text=True)

@@ -5,13 +5,16 @@
 #   2. the project virtualenv .venv/ with the pinned Python packages of requirements.txt
 #   3. stock BVLC Caffe (CPU), from the PyPI sdist brocolli-caffe==9.0.2, sha256-checked,
 #      built with Caffe's own Makefile into .caffe/ (ignored by git)
-#   4. .caffe/env: where bin/caffe and bin/python find the caffe binary and pycaffe
+#   4. the batch-parallel build of the same source (stock patches + patches/fast/, OpenMP)
+#      into .caffe-fast/ (ignored by git), with .caffe-fast/env; bin/caffe and bin/python use
+#      it unless CAFFE=stock (docs/training.md).  FAST=0 skips it.
+#   .caffe/env: where bin/caffe and bin/python find the stock caffe binary and pycaffe
 #
 # Bring your own Caffe instead of step 3:
 #   CAFFE_HOME=/path/to/caffe   a built Caffe tree (build/tools/caffe.bin, python/caffe)
 #                               or an install prefix (bin/caffe, python3.X/site-packages)
 #   or a Python in which `import caffe` already works, given as PYTHON=... (conda route).
-# Other knobs: JOBS (make -j), CAFFE_BUILD_DIR (default .caffe), EXTRA_APT_PACKAGES.
+# Other knobs: JOBS (make -j), CAFFE_BUILD_DIR (default .caffe), EXTRA_APT_PACKAGES, FAST=0.
 #
 # Every step prints what it does; a failing step says which one and what to install.
 set -euo pipefail
@@ -24,6 +27,8 @@ CAFFE_VERSION=9.0.2
 CAFFE_SHA256_FILE="$ROOT/data/brocolli-caffe.sha256"
 CAFFE_DIR="${CAFFE_BUILD_DIR:-$ROOT/.caffe}"   # where Caffe is fetched and built
 ENV_FILE="$ROOT/.caffe/env"                     # read by bin/caffe and bin/python
+FAST_DIR="$ROOT/.caffe-fast"                    # the batch-parallel build
+FAST_ENV="$FAST_DIR/env"
 SRC="$CAFFE_DIR/src"
 VENV="$ROOT/.venv"
 PYTHON="${PYTHON:-}"
@@ -147,9 +152,11 @@ fi
 VPY="$VENV/bin/python"
 
 mkdir -p "$CAFFE_DIR"
-write_env() {  # write .caffe/env atomically: CAFFE_BIN, CAFFE_PYTHONPATH, CAFFE_LD_LIBRARY_PATH
-  mkdir -p "$(dirname "$ENV_FILE")"
-  local tmp="$ENV_FILE.tmp.$$"
+write_env() { write_env_file "$ENV_FILE" "$@"; }
+write_env_file() {  # write an env file atomically: CAFFE_BIN, CAFFE_PYTHONPATH, CAFFE_LD_LIBRARY_PATH
+  local file="$1"; shift
+  mkdir -p "$(dirname "$file")"
+  local tmp="$file.tmp.$$"
   {
     echo "# written by tools/setup.sh; read by bin/caffe and bin/python"
     echo "CAFFE_BIN='$1'"
@@ -157,8 +164,15 @@ write_env() {  # write .caffe/env atomically: CAFFE_BIN, CAFFE_PYTHONPATH, CAFFE
     echo "CAFFE_LD_LIBRARY_PATH='$3'"
     echo "CAFFE_ORIGIN='$4'"
   } > "$tmp"
-  if [ -f "$ENV_FILE" ] && cmp -s "$tmp" "$ENV_FILE"; then rm -f "$tmp"; else mv "$tmp" "$ENV_FILE"; did_something=1; fi
+  if [ -f "$file" ] && cmp -s "$tmp" "$file"; then rm -f "$tmp"; else mv "$tmp" "$file"; did_something=1; fi
 }
+write_config() {  # Makefile.config for the tree $1 from Makefile.config.in, plus the file $2 if given
+  sed -e "s|@PYTHON_INCLUDE@|$PY_INC $NUMPY_INC|" -e "s|@PYTHON_LIBRARIES@|$BOOST_PY|" \
+      -e "s|@HDF5_INC@|$HDF5_INC|" -e "s|@HDF5_LIB@|$HDF5_LIB|" \
+      "$ROOT/tools/caffe_build/Makefile.config.in" > "$1/Makefile.config"
+  [ -z "${2:-}" ] || cat "$2" >> "$1/Makefile.config"
+}
+SDIST_BUILT=""   # set when Caffe is built from the sdist (the batch-parallel build needs it)
 
 # ---------------------------------------------------------------- 3. Caffe
 CURRENT_STEP="Caffe"
@@ -234,9 +248,7 @@ else
       || fail "lib${BOOST_PY}.so not found: Boost.Python for Python $PYVER is needed (Debian: libboost-python-dev; or set PYTHON= to the Python it was built for)"
     HDF5_INC=/usr/include/hdf5/serial
     HDF5_LIB="$(ls -d /usr/lib/*/hdf5/serial 2>/dev/null | head -1)"
-    sed -e "s|@PYTHON_INCLUDE@|$PY_INC $NUMPY_INC|" -e "s|@PYTHON_LIBRARIES@|$BOOST_PY|" \
-        -e "s|@HDF5_INC@|$HDF5_INC|" -e "s|@HDF5_LIB@|$HDF5_LIB|" \
-        "$ROOT/tools/caffe_build/Makefile.config.in" > "$SRC/Makefile.config"
+    write_config "$SRC"
     say "Makefile.config written from tools/caffe_build/Makefile.config.in (CPU_ONLY, OpenBLAS, HDF5 on, $BOOST_PY)"
     say "make -j$JOBS all pycaffe  (about 5 minutes on 2 cores; log: .caffe/build.log)"
     start=$(date +%s)
@@ -253,11 +265,71 @@ else
   BUILD="$(find_build)"
   [ -n "$BUILD" ] || fail "the Caffe build left no tools/caffe.bin (see .caffe/build.log)"
   write_env "$BUILD/tools/caffe.bin" "$SRC/python" "$BUILD/lib" "brocolli-caffe-$CAFFE_VERSION"
+  SDIST_BUILT=1
 fi
 
-# ---------------------------------------------------------------- 4. check
+# ---------------------------------------------------------------- 4. batch-parallel Caffe
+# The same sdist in a fresh tree, the stock patches and then tools/caffe_build/patches/fast/,
+# built with OpenMP (Makefile.config.fast).  Always from a fresh tree: Caffe's Makefile does
+# not track header dependencies (its -isystem include paths hide them from -MMD).
+CURRENT_STEP="Caffe, batch-parallel build (.caffe-fast)"
+step "$CURRENT_STEP"
+if [ -z "$SDIST_BUILT" ]; then
+  say "not built: it is built from the sdist, and your own Caffe is in use"
+  if [ -f "$FAST_ENV" ]; then rm -f "$FAST_ENV"; say "removed the old .caffe-fast/env, so that bin/caffe uses yours"; did_something=1; fi
+elif [ "${FAST:-1}" = 0 ]; then
+  say "FAST=0: skipped (an existing one is kept; CAFFE=stock selects the stock build)"
+else
+  FSRC="$FAST_DIR/src"
+  FAST_PATCHES=("$ROOT"/tools/caffe_build/patches/fast/*.patch)
+  fast_sum="$(cat "${PATCHES[@]}" "${FAST_PATCHES[@]}" "$ROOT/tools/caffe_build/Makefile.config.in" \
+              "$ROOT/tools/caffe_build/Makefile.config.fast" | sha256sum | cut -c1-16)"
+  fbuilt="$FSRC/.built-$expected-$fast_sum"
+  if [ -f "$fbuilt" ] && [ -x "$FSRC/temp/tools/caffe.bin" ] && [ -f "$FSRC/python/caffe/_caffe.so" ]; then
+    say "already built ($FSRC)"
+  else
+    [ -f "$sdist" ] && [ "$(sha256sum "$sdist" | cut -d' ' -f1)" = "$expected" ] \
+      || fail "$sdist is missing or altered: remove .caffe/src and run make setup again"
+    say "fresh source tree .caffe-fast/src from $(basename "$sdist")"
+    rm -rf "$FSRC" "$FSRC.tmp"; mkdir -p "$FSRC.tmp"
+    tar -xzf "$sdist" -C "$FSRC.tmp" --strip-components=1 || fail "could not unpack $sdist"
+    rm -f "$FSRC.tmp/python/caffe/proto/caffe_pb2.py"
+    for p in "${PATCHES[@]}" "${FAST_PATCHES[@]}"; do
+      say "applying ${p#$ROOT/tools/caffe_build/patches/}"
+      patch -d "$FSRC.tmp" -p1 -s -f < "$p" || fail "could not apply ${p#$ROOT/}"
+    done
+    NUMPY_INC="$("$VPY" -c 'import numpy; print(numpy.get_include())')"
+    PY_INC="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+    BOOST_PY="boost_python${PYVER/./}"
+    HDF5_INC=/usr/include/hdf5/serial
+    HDF5_LIB="$(ls -d /usr/lib/*/hdf5/serial 2>/dev/null | head -1)"
+    write_config "$FSRC.tmp" "$ROOT/tools/caffe_build/Makefile.config.fast"
+    mv "$FSRC.tmp" "$FSRC"
+    say "Makefile.config: as stock, plus tools/caffe_build/Makefile.config.fast (-fopenmp)"
+    say "make -j$JOBS all pycaffe  (about 5 minutes on 2 cores; log: .caffe-fast/build.log)"
+    start=$(date +%s)
+    if ! make -C "$FSRC" -j"$JOBS" all pycaffe > "$FAST_DIR/build.log" 2>&1; then
+      tail -n 25 "$FAST_DIR/build.log" >&2
+      fail "the batch-parallel Caffe build failed (full log: .caffe-fast/build.log); FAST=0 skips it"
+    fi
+    say "built in $(( $(date +%s) - start )) s"
+    [ -e "$FSRC/build" ] || ln -s temp "$FSRC/build"
+    touch "$fbuilt"
+    did_something=1
+  fi
+  write_env_file "$FAST_ENV" "$FSRC/temp/tools/caffe.bin" "$FSRC/python" "$FSRC/temp/lib" \
+    "brocolli-caffe-$CAFFE_VERSION+patches/fast"
+fi
+
+# ---------------------------------------------------------------- 5. check
 CURRENT_STEP="check"
 step "$CURRENT_STEP"
+if [ -f "$FAST_ENV" ]; then
+  CAFFE=fast "$ROOT/bin/caffe" --version >/dev/null 2>&1 || fail "CAFFE=fast bin/caffe --version does not run"
+  CAFFE=fast "$ROOT/bin/python" -c 'import caffe' >/dev/null 2>&1 || fail "CAFFE=fast bin/python cannot import caffe"
+  say "batch-parallel build: runs; bin/caffe and bin/python use it (CAFFE=stock: the stock build)"
+fi
+export CAFFE=stock
 "$ROOT/bin/caffe" --version >/dev/null 2>&1 || fail "bin/caffe --version does not run"
 if ! imp_err="$("$ROOT/bin/python" -c 'import caffe, h5py, jinja2' 2>&1)"; then
   printf '%s\n' "$imp_err" | tail -5 >&2

@@ -22,7 +22,8 @@ For each net (RED10, RED20, RED30, red30-official), measured in one run:
    The rates are measured again right before each net, so that bound and net see the
    same machine load.
 
-Everything runs through ``bin/caffe`` (the stock binary and its own libopenblas); numpy is
+Everything runs through ``bin/caffe`` (the build it selects, and its own libopenblas; the
+stock and the batch-parallel build are also run side by side); numpy is
 not used for the GEMM rate because it links its own OpenBLAS.  The machine load
 (``os.getloadavg``) is recorded before and after each measurement: timings taken while
 other work runs are not comparable.  Results: ``results/bench/bench.{md,json}``.
@@ -53,9 +54,20 @@ BATCH = 16
 
 
 # ------------------------------------------------------------------------ machine facts
+def build_env_file(build: str | None = None) -> Path:
+    """The env file of a Caffe build (default: the one bin/caffe uses now)."""
+    build = build or paths.caffe_build()
+    return paths.ROOT / (".caffe-fast" if build == "fast" else ".caffe") / "env"
+
+
+def builds_available() -> list[str]:
+    """The Caffe builds set up here: stock, and fast (the batch-parallel one) where built."""
+    return [b for b in ("stock", "fast") if build_env_file(b).is_file()]
+
+
 def caffe_binary() -> Path:
-    """The real caffe binary behind bin/caffe (from .caffe/env)."""
-    env = paths.ROOT / ".caffe" / "env"
+    """The real caffe binary behind bin/caffe (from .caffe/env or .caffe-fast/env)."""
+    env = build_env_file()
     if env.is_file():
         m = re.search(r"^CAFFE_BIN='([^']*)'", env.read_text(), re.M)
         if m:
@@ -66,7 +78,7 @@ def caffe_binary() -> Path:
 def linked_blas(binary: Path) -> str | None:
     """The BLAS library the caffe binary loads (ldd), resolved to its real file."""
     env = dict(os.environ)
-    envf = paths.ROOT / ".caffe" / "env"
+    envf = build_env_file()
     if envf.is_file():
         m = re.search(r"^CAFFE_LD_LIBRARY_PATH='([^']*)'", envf.read_text(), re.M)
         if m and m.group(1):
@@ -122,7 +134,7 @@ def machine() -> dict:
         flags = m.group(1) if m else None
     return {
         "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-        "caffe_binary": str(binary), "blas": lib, "openblas": openblas_info(lib),
+        "caffe_binary": str(binary), "caffe_build": paths.caffe_build(), "blas": lib, "openblas": openblas_info(lib),
         "caffe_release_flags": flags,
         "env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "GOTO_NUM_THREADS",
                                                "OPENBLAS_CORETYPE") if os.environ.get(k)},
@@ -409,7 +421,7 @@ def bench_net(name: str, work: Path, db_list: Path, train_iters: int, time_iters
 
 
 def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Path | None = None,
-              threads_compare: bool = True, torch_compare: bool = True) -> dict:
+              threads_compare: bool = True, torch_compare: bool = True, builds_compare: bool = True) -> dict:
     from . import netgen
     for n in nets:
         netgen.get_preset(n)  # UserError for unknown names
@@ -480,6 +492,8 @@ def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Pa
             print(f"red30 caffe time with OPENBLAS_CORETYPE unset (OpenBLAS picks {core}): "
                   f"{ta['Forward-Backward'] / 1000:.3f} s; GEMM {g['peak']['gflops']:.0f} / {g['w64']['gflops']:.0f} GFLOP/s",
                   flush=True)
+        if builds_compare and len(builds_available()) == 2:
+            info["builds"] = build_rows(nets, work, quick)
         if torch_compare:
             info["torch"] = torch_rows(info["nets"], quick)
         info["load_end"] = load()
@@ -487,12 +501,81 @@ def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Pa
         atomic_write_text(out_dir / "bench.json", json.dumps(info, indent=2) + "\n")
         md = report(info)
         atomic_write_text(out_dir / "bench.md", md)
+        atomic_write_text(out_dir / "summary.csv", summary_csv(info))
         print()
         print(md)
         print(f"written: {paths.rel(out_dir / 'bench.md')}, {paths.rel(out_dir / 'bench.json')}")
         return info
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+RESTORE_CODE = """
+import sys, time, caffe
+caffe.set_mode_cpu()
+net = caffe.Net(sys.argv[1], caffe.TEST)
+net.blobs[net.inputs[0]].reshape(1, net.blobs[net.inputs[0]].data.shape[1], 256, 256)
+net.reshape()
+net.forward()
+ts = []
+for _ in range(int(sys.argv[2])):
+    t0 = time.perf_counter(); net.forward(); ts.append(time.perf_counter() - t0)
+print(min(ts))
+"""
+
+
+def restore_seconds(build: str, deploy: Path, reps: int) -> float:
+    """Seconds of one deploy forward of a 256x256 image (batch 1; the best of ``reps``)."""
+    r = subprocess.run([str(paths.ROOT / "bin" / "python"), "-c", RESTORE_CODE, str(deploy), str(reps)],
+                       cwd=paths.ROOT, capture_output=True, text=True, env=dict(os.environ, CAFFE=build), timeout=1200)
+    if r.returncode != 0:
+        raise UserError(f"restore timing ({build}) failed: {r.stderr.strip().splitlines()[-1:]}")
+    return float(r.stdout.split()[-1])
+
+
+def build_rows(nets, work: Path, quick: bool, rounds: int = 2) -> list[dict]:
+    """The stock and the batch-parallel Caffe build side by side: the same `caffe train` as
+    above (solver and db of bench_net), alternated stock, fast, stock, fast, ..., so that both
+    see the same load; the median s/iter of each.  Also one 256x256 restore (deploy forward)."""
+    import statistics
+    rows = []
+    for n in nets:
+        d = work / n
+        solver = d / "solver.prototxt"
+        spi = {"stock": [], "fast": []}
+        l0 = load()
+        for k in range(1 if quick else rounds):
+            for b in ("stock", "fast"):
+                out = run_caffe(["train", "-solver", str(solver)], d / f"train_{b}_{k}.log", env=dict(os.environ, CAFFE=b))
+                spi[b].append(train_seconds_per_iter(out)[0])
+        restore = {b: restore_seconds(b, d / "deploy.prototxt", 1 if quick else 3) for b in ("stock", "fast")}
+        s, f = statistics.median(spi["stock"]), statistics.median(spi["fast"])
+        r = {"net": n, "s_per_iter": spi, "stock_s_per_iter": s, "fast_s_per_iter": f, "speedup": s / f,
+             "restore_256_s": restore, "load": [l0, load()], "omp_threads": os.environ.get("OMP_NUM_THREADS")}
+        rows.append(r)
+        print(f"{n}: stock {s:.3f} s/it, fast {f:.3f} s/it: {r['speedup']:.2f}x; restore 256x256 "
+              f"{restore['stock']:.3f} s / {restore['fast']:.3f} s (load {l0})", flush=True)
+    return rows
+
+
+def summary_csv(info: dict) -> str:
+    """One row per net and engine: net,engine,train_patches_per_s,restore_256_s,pct_gemm_bound."""
+    lines = ["net,engine,train_patches_per_s,restore_256_s,pct_gemm_bound"]
+    builds = {r["net"]: r for r in info.get("builds") or []}
+    for r in info["nets"]:
+        bound = r["bound_peak_s"]
+        b = builds.get(r["net"])
+        if b:
+            for e in ("stock", "fast"):
+                t = b[f"{e}_s_per_iter"]
+                lines.append(f"{r['net']},caffe-{e},{r['batch'] / t:.2f},{b['restore_256_s'][e]:.4f},{100 * bound / t:.1f}")
+        else:
+            t = r["train"]["s_per_iter"]
+            lines.append(f"{r['net']},caffe-{info['machine'].get('caffe_build', 'stock')},{r['batch'] / t:.2f},,"
+                         f"{100 * bound / t:.1f}")
+    for t in (info.get("torch") or {}).get("nets", []):
+        lines.append(f"{t['net']},pytorch,{t['patches_per_s']:.2f},,{100 * t['vs_bound_peak']:.1f}")
+    return "\n".join(lines) + "\n"
 
 
 def torch_rows(caffe_rows: list[dict], quick: bool) -> dict:
@@ -589,6 +672,15 @@ def report(info: dict) -> str:
     elif tc is not None:
         lines += ["", "PyTorch comparison: not run (torch is not installed in the project's Python; optional, "
                   "see docs/training.md)."]
+    if info.get("builds"):
+        lines += ["", "The stock and the batch-parallel build (`.caffe-fast`, tools/caffe_build/patches/fast/) "
+                  "side by side: the same `caffe train`, alternated stock, fast, stock, fast (median s/iter); "
+                  "restore: one deploy forward of a 256x256 image (batch 1, best of 3).", "",
+                  "| net | stock: s/iter | fast: s/iter | fast / stock (training) | restore 256x256 stock / fast s | load |",
+                  "|---|---|---|---|---|---|"]
+        for b in info["builds"]:
+            lines.append(f"| {b['net']} | {b['stock_s_per_iter']:.3f} | {b['fast_s_per_iter']:.3f} | {b['speedup']:.2f}x | "
+                         f"{b['restore_256_s']['stock']:.3f} / {b['restore_256_s']['fast']:.3f} | {b['load'][0]} |")
     if info.get("red30_blas_autodetect"):
         a = info["red30_blas_autodetect"]
         r30 = next((r for r in info["nets"] if r["net"] == "red30"), None)
@@ -616,7 +708,8 @@ def report(info: dict) -> str:
 def cmd_bench(args) -> int:
     nets = args.nets.split(",") if args.nets else list(NETS)
     run_bench(nets, shard_size=args.shard_size, quick=args.quick, out_dir=args.out,
-              threads_compare=not args.no_threads_compare, torch_compare=not args.no_torch)
+              threads_compare=not args.no_threads_compare, torch_compare=not args.no_torch,
+              builds_compare=not args.no_builds)
     return 0
 
 
@@ -630,4 +723,6 @@ def register(subparsers) -> None:
     p.add_argument("--no-threads-compare", action="store_true", help="skip the RED30 run with one BLAS thread")
     p.add_argument("--no-torch", action="store_true",
                    help="skip the PyTorch comparison (run only where torch is installed)")
+    p.add_argument("--no-builds", action="store_true",
+                   help="skip the stock vs batch-parallel Caffe comparison (run only where both are built)")
     p.set_defaults(func=cmd_bench)

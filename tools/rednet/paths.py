@@ -33,6 +33,17 @@ def caffe_bin() -> Path:
     return Path(os.environ.get("REDNET_CAFFE_BIN", ROOT / "bin" / "caffe"))
 
 
+def caffe_build() -> str:
+    """Which Caffe build bin/caffe runs: ``fast`` (the batch-parallel .caffe-fast/) or ``stock``.
+
+    As bin/caffe-env.sh decides: ``$CAFFE`` when given, else fast where it is built.
+    """
+    c = os.environ.get("CAFFE")
+    if c in ("stock", "fast"):
+        return c
+    return "fast" if (ROOT / ".caffe-fast" / "env").is_file() else "stock"
+
+
 def rel(p: os.PathLike | str) -> str:
     """``p`` relative to the repository root when it lies inside it (for generated files)."""
     p = Path(p).resolve()
