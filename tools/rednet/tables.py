@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import matlab, metrics
+from . import matlab, metrics, paths
 from .errors import UserError, atomic_write_text, check_writable
 from .paths import CACHE, DATA, RESULTS, datasets_dir, rel
 
@@ -331,7 +331,8 @@ def evaluate_cell(spec: TableSpec, dataset: str, setting: str, method: str, cfg:
                               {"weights": _file_id(model.weights), "deploy": _file_id(model.deploy)})
         r, file_ids = restorers[key]
         ens = cfg.ensemble_for(spec.number)
-        record = {"method": method, "net": model.net, "task": model.task, **file_ids, "ensemble": ens}
+        record = {"method": method, "net": model.net, "task": model.task, **file_ids, "ensemble": ens,
+                  "caffe_build": paths.caffe_build()}
         fn = lambda x, name: r.restore(x.astype(np.float32), ens)  # noqa: E731
         what = f"{model.net} {model.task} {rel(model.weights)}"
         if model.task and model.task.endswith("-mixed") and not spec.single_model:
@@ -505,6 +506,7 @@ def _tables_md(cfg, paper, ours, provenance, missing, bicubic_check) -> str:
          f"- SR scores: `{cfg.sr_protocol}` protocol "
          + ("(float output, whole image, as the authors' test code)" if cfg.sr_protocol == "authors"
             else "(output rounded to uint8, s pixels shaved, as SRCNN/VDSR)"),
+         f"- RED cells: pycaffe of the {paths.caffe_build()} Caffe build (`CAFFE=stock|fast`)",
          f"- denoising noise: seeded per image and sigma (base seed {cfg.seed}), the same for every method",
          f"- BSD200: MATLAB rgb2gray, then MATLAB-bicubic resize by {cfg.bsd200_scale}",
          f"- 14 images: Set12 (512x512 halved) + {' + '.join(cfg.dataset_params('denoise14')['extras'])}",

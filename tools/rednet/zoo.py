@@ -139,7 +139,9 @@ def _sessions_summary(info: dict, iteration: int, snapshot: Path) -> dict:
             "cpus": sorted({s.get("cpu") or "unknown (not recorded)" for s, _ in used}),
             "blas_kernel": sorted({(s.get("env") or {}).get("OPENBLAS_CORETYPE", "auto (OpenBLAS detects the CPU)")
                                    for s, _ in used}),
-            "caffe_build": sorted({s.get("caffe_version", "?") for s, _ in used}),
+            # sessions from before the batch-parallel build existed ran the stock one
+            "caffe_build": sorted({f"{s.get('caffe_build', 'stock')} ({s.get('caffe_version', '?')})"
+                                   for s, _ in used}),
             "restarts": [s["restart"] for s, _ in used if s.get("restart")]}
 
 
@@ -343,8 +345,8 @@ def _body(card: dict) -> str:
         f"# {card['name']}: {net}, {task}", "",
         f"RED-Net `{net}` trained for `{task}` with the stock `caffe` binary: {it:,} iterations of "
         f"batch {card['batch']} ({card['patches_seen']:,} patches), {hours:.1f} h of training in "
-        f"{t['sessions']} session(s) on {', '.join(t['cpus'])}, BLAS kernel "
-        f"{', '.join(t['blas_kernel'])}.",
+        f"{t['sessions']} session(s) on {', '.join(t['cpus'])}, Caffe build {', '.join(t['caffe_build'])}, "
+        f"BLAS kernel {', '.join(t['blas_kernel'])}.",
         "",
         "The paper trains far longer on a GPU; this model is what this project's CPUs gave, and "
         "its cells below say how far it is from the paper's.",
