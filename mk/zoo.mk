@@ -8,7 +8,7 @@
 
 ZOO_RESULTS := results/zoo
 # Table 2 (BSD200: 200 images) with one forward pass: with the ensemble its RED10 cell alone
-# takes about an hour on this project's 2-core CPUs; the tables say which cells are without it.
+# takes 20-60 min on this project's 2-core CPUs (docs/zoo.md); the tables say which cells are without it.
 # ZOO_NO_ENSEMBLE= (empty) computes every table with the ensemble.
 ZOO_NO_ENSEMBLE ?= 2
 
