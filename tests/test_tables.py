@@ -426,4 +426,4 @@ def test_ensemble_can_be_left_off_for_some_tables(tmp_path, monkeypatch, caffe, 
     rec = {t: json.loads((out / "per_image" / f"t{t}_{d}_sigma30_RED10.json").read_text())["ensemble"]
            for t, d in ((1, "denoise14"), (2, "BSD200"))}
     assert rec == {1: True, 2: False}
-    assert "except Tables 2 (one forward pass" in (out / "tables.md").read_text()
+    assert "except Table 2 (one forward pass" in (out / "tables.md").read_text()

@@ -501,7 +501,8 @@ def _tables_md(cfg, paper, ours, provenance, missing, bicubic_check) -> str:
          "Each cell: `paper / ours (ours - paper)`; `—` where there is no number "
          "(see the list under each table). Conventions: docs/evaluation.md.", "",
          f"- self-ensemble (8 orientations): {'on' if cfg.ensemble else 'off'}"
-         + (f", except Tables {', '.join(map(str, cfg.no_ensemble_tables))} (one forward pass, to save CPU time)"
+         + (f", except Table{'s' if len(cfg.no_ensemble_tables) > 1 else ''} "
+            f"{', '.join(map(str, cfg.no_ensemble_tables))} (one forward pass, to save CPU time)"
             if cfg.ensemble and cfg.no_ensemble_tables else ""),
          f"- SR scores: `{cfg.sr_protocol}` protocol "
          + ("(float output, whole image, as the authors' test code)" if cfg.sr_protocol == "authors"
