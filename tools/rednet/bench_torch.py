@@ -12,7 +12,8 @@ eps 1e-8) of every weight and bias. The net is built from the same preset
 (:class:`rednet.netgen.NetConfig`) with the wiring of :func:`rednet.refnet.forward`: Conv2d
 for the encoder, ConvTranspose2d for the decoder (its weight layout (C_in, C_out, k, k) and
 scatter semantics are Caffe Deconvolution's, so Caffe weights copy over unchanged), the
-mirrored skips summed before the ReLU, and the input added to the last layer. A test loads a
+mirrored skips added after the deconvolution's own ReLU and rectified again (the released
+net's wiring), and the input added to the last layer. A test loads a
 Caffe net's weights into it and checks that both compute the same output.
 
 Only what the bench runs is supported: stride 1, deconvolution decoder, mirrored skips or
@@ -66,7 +67,8 @@ def build(cfg):
                     break
                 j = mirror_source(cfg, t)
                 if j is not None:
-                    h = h + outs[j]
+                    # the released net: Deconvolution -> ReLU -> SUM with c_j -> ReLU
+                    h = torch.relu(h) + outs[j]
                 h = torch.relu(h)
                 if t < n:
                     outs[t] = h
