@@ -80,6 +80,18 @@ def make_zoo_model(root: Path, name: str, net: str, task: str, deploy: Path, wei
     return folder
 
 
+def empty_zoo(tmp_path: Path, monkeypatch) -> Path:
+    """An empty models/ and runs/ under ``tmp_path`` that rednet.restore searches instead of the
+    repository's; returns the models/ folder."""
+    from rednet import restore
+    models, runs = tmp_path / "models", tmp_path / "runs"
+    models.mkdir()
+    runs.mkdir()
+    monkeypatch.setattr(restore, "MODELS", models)
+    monkeypatch.setattr(restore, "RUNS", runs)
+    return models
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, caffe):
     return make_model(tmp_path_factory.mktemp("tiny"), caffe, depth=6, width=8)

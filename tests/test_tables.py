@@ -246,15 +246,11 @@ def test_tables_run_without_models_shows_the_paper(tmp_path, monkeypatch):
 @pytest.fixture
 def model_dirs(tmp_path, monkeypatch, caffe):
     """A zoo models/ with a tiny random RED net as red10 sr-x2 and denoise-s30; runs/ empty."""
-    from test_restore import make_model, make_zoo_model
-    from rednet import restore
-    models, runs = tmp_path / "models", tmp_path / "runs"
-    runs.mkdir()
+    from test_restore import empty_zoo, make_model, make_zoo_model
+    models = empty_zoo(tmp_path, monkeypatch)
     deploy, weights = make_model(tmp_path / "made", caffe, depth=4, width=8, seed=5)
     for task in ("sr-x2", "denoise-s30"):
         make_zoo_model(models, f"red10_{task}", "red10", task, deploy, weights)
-    monkeypatch.setattr(restore, "MODELS", models)
-    monkeypatch.setattr(restore, "RUNS", runs)
     return models
 
 
@@ -358,14 +354,10 @@ def test_tables_cli_bad_input(tmp_path, args, msg):
 def test_red30_cells_without_a_per_level_model_come_from_the_mixed_model(tmp_path, monkeypatch, caffe, datasets_dir):
     """Tables 1-5: a RED30 cell with no model for its level is filled by the single model
     trained on all levels (Tables 6-7's), and says so; a per-level model still wins."""
-    from test_restore import make_model, make_zoo_model
-    from rednet import restore
-    models, runs = tmp_path / "models", tmp_path / "runs"
-    runs.mkdir()
+    from test_restore import empty_zoo, make_model, make_zoo_model
+    models = empty_zoo(tmp_path, monkeypatch)
     deploy, weights = make_model(tmp_path / "made", caffe, depth=4, width=8, seed=3)
     make_zoo_model(models, "red30_mixed", "red30", "denoise-mixed", deploy, weights)
-    monkeypatch.setattr(restore, "MODELS", models)
-    monkeypatch.setattr(restore, "RUNS", runs)
     out = tmp_path / "results"
     cfg = tables.EvalConfig(datasets=datasets_dir, ensemble=False, limit=1, tables=(1,), out=out)
     res = tables.run(cfg)
@@ -412,14 +404,10 @@ def test_a_damaged_cached_cell_is_recomputed(tmp_path, datasets_dir, damage):
 def test_ensemble_can_be_left_off_for_some_tables(tmp_path, monkeypatch, caffe, datasets_dir):
     """--no-ensemble-tables 2: Table 2's RED cell is one forward pass, Table 1's the 8-orientation
     mean; each cell's record and tables.md say which."""
-    from test_restore import make_model, make_zoo_model
-    from rednet import restore
-    models, runs = tmp_path / "models", tmp_path / "runs"
-    runs.mkdir()
+    from test_restore import empty_zoo, make_model, make_zoo_model
+    models = empty_zoo(tmp_path, monkeypatch)
     deploy, weights = make_model(tmp_path / "made", caffe, depth=4, width=8, seed=5)
     make_zoo_model(models, "red10_s30", "red10", "denoise-s30", deploy, weights)
-    monkeypatch.setattr(restore, "MODELS", models)
-    monkeypatch.setattr(restore, "RUNS", runs)
     out = tmp_path / "results"
     tables.run(tables.EvalConfig(datasets=datasets_dir, limit=1, tables=(1, 2), out=out, no_ensemble_tables=(2,)))
     import json

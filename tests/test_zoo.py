@@ -142,15 +142,12 @@ def test_cells_and_ensemble_gain_from_the_tables_records(tmp_path, monkeypatch, 
     """`make zoo-results` in small: the cells `tables` computed for a zoo model go into its
     card (ours, paper, difference, ensemble flag), and the gain table pairs the cells
     computed with and without the 8-orientation ensemble."""
-    from test_restore import make_model, make_zoo_model
+    from test_restore import empty_zoo, make_model, make_zoo_model
 
-    from rednet import restore, tables
-    models, runs = tmp_path / "models", tmp_path / "runs"
-    runs.mkdir()
+    from rednet import tables
+    models = empty_zoo(tmp_path, monkeypatch)
     deploy, weights = make_model(tmp_path / "made", caffe, depth=4, width=8, seed=5)
     folder = make_zoo_model(models, "red10_denoise-s30", "red10", "denoise-s30", deploy, weights)
-    monkeypatch.setattr(restore, "MODELS", models)
-    monkeypatch.setattr(restore, "RUNS", runs)
     ens, single = tmp_path / "ens", tmp_path / "single"
     for out, e in ((ens, True), (single, False)):
         tables.run(tables.EvalConfig(datasets=datasets_dir, ensemble=e, limit=2, tables=(1,), out=out, zoo_only=True))

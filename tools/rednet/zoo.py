@@ -32,6 +32,7 @@ import shutil
 from pathlib import Path
 
 from . import paths
+from .datasets import sha256_file
 from .errors import UserError, atomic_path, atomic_write_text
 from .paths import ROOT, rel
 
@@ -406,9 +407,10 @@ def cells(results: Path, root: Path = ZOO) -> dict[str, int]:
     counts = {}
     for folder in folders(root):
         card = read_card(folder)
+        digest = sha256_file(folder / card["caffemodel"])
         mine = []
         for rec, rows in records:
-            if rec["weights"]["sha256"] != _sha256(folder / card["caffemodel"]):
+            if rec["weights"]["sha256"] != digest:
                 continue
             psnr = sum(float(r["psnr"]) for r in rows) / len(rows)
             ssim = sum(float(r["ssim"]) for r in rows) / len(rows)
@@ -474,11 +476,6 @@ def ensemble_gain(ensemble: Path, single: Path, dest: Path) -> list[dict]:
         md.append("| (no shipped model covers these sets) | | | | | | | | | |")
     atomic_write_text(Path(f"{dest}.md"), "\n".join(md) + "\n")
     return rows
-
-
-def _sha256(p: Path) -> str:
-    from .datasets import sha256_file
-    return sha256_file(p)
 
 
 # --------------------------------------------------------------------------- command line
