@@ -89,6 +89,28 @@ def test_metrics_reject_bad_shapes():
         metrics.ssim(np.zeros((8, 30)), np.zeros((8, 30)))
 
 
+# --------------------------------------------------------------------------- lookup by name
+def test_metrics_by_name_as_basicsr_calculate_metric():
+    """METRIC_REGISTRY / calculate_metric: the metric named by opt["type"], the rest its options."""
+    from rednet.lookup import Registry
+    assert metrics.METRIC_REGISTRY.keys() == ("psnr", "ssim")
+    assert metrics.SR_PROTOCOLS == ("authors", "srcnn") == metrics.SR_PROTOCOL_REGISTRY.keys()
+    rng = np.random.default_rng(2)
+    ref = rng.integers(0, 256, (30, 30)).astype(np.uint8)
+    img = np.clip(ref + rng.normal(0, 10, ref.shape), 0, 255)
+    opt = {"type": "psnr", "crop_border": 2}
+    assert metrics.calculate_metric({"img": img, "ref": ref}, opt) == metrics.psnr(img, ref, crop_border=2)
+    assert opt == {"type": "psnr", "crop_border": 2}      # not consumed
+    assert metrics.calculate_metric({"img": img, "ref": ref}, {"type": "ssim"}) == metrics.ssim(img, ref)
+    with pytest.raises(KeyError, match="no metric named 'lpips': expected one of psnr, ssim"):
+        metrics.calculate_metric({"img": img, "ref": ref}, {"type": "lpips"})
+    reg = Registry("thing")
+    reg.register("a", obj=len)
+    with pytest.raises(KeyError, match="already registered"):
+        reg.register("a")(abs)
+    assert "a" in reg and list(reg) == ["a"] and reg.get("a") is len
+
+
 # --------------------------------------------------------------------------- denoising protocol
 def test_noise_is_seeded_per_image_and_sigma_unclipped():
     clean = np.full((64, 64), 3, np.uint8)      # dark: noise goes below 0 and must stay there

@@ -189,7 +189,8 @@ def test_tables_md_shows_every_paper_cell_in_the_papers_layout(paper, tmp_path):
     ours = {(1, "denoise14", "sigma=30", "RED30"): (29.0, 0.84),
             (4, "Set14", "x2", "Bicubic"): (30.2, 0.87),
             (7, "Set14", "x3", "RED30"): (29.6, 0.83), (7, "Set5", "x2", "Bicubic"): (33.7, 0.93)}
-    md = tables._tables_md(tables.EvalConfig(out=tmp_path), paper, ours, {}, {}, [])
+    results = {k: tables.Cell([{"image": "x", "psnr": p, "ssim": q}], "given") for k, (p, q) in ours.items()}
+    md = tables.render_md(tables.EvalConfig(out=tmp_path), paper, results)
     shown = 0
     for t, spec in tables.TABLES.items():
         header, grid = _md_grid(md, t)
@@ -240,6 +241,43 @@ def test_tables_run_without_models_shows_the_paper(tmp_path, monkeypatch):
     rows = _read_csv(out / "tables.csv")
     assert len(rows) == 80 and {r["source"] for r in rows} == {"paper"}
     assert all(r["psnr"] and r["ssim"] for r in rows)
+
+
+# --------------------------------------------------------------------------- methods and typed results
+def test_methods_come_from_the_registry(tmp_path, monkeypatch):
+    """Bicubic, BM3D and the RED columns are registered; any other column of the paper's tables
+    is a typed 'not computed here', BM3D off and a RED column without a model typed reasons."""
+    from test_restore import empty_zoo
+    empty_zoo(tmp_path, monkeypatch)
+    assert tables.METHOD_REGISTRY.keys() == ("Bicubic", "BM3D", "RED10", "RED20", "RED30")
+    cfg = tables.EvalConfig(out=tmp_path / "r")
+    t1, t3 = tables.TABLES[1], tables.TABLES[3]
+    epll = tables.evaluate_cell(t1, "denoise14", "sigma=30", "EPLL", cfg, {})
+    assert epll == tables.NotComputedHere() and str(epll) == "not implemented in this project (paper value only)"
+    bm3d = tables.evaluate_cell(t1, "denoise14", "sigma=30", "BM3D", cfg, {})
+    assert isinstance(bm3d, tables.SwitchedOff) and bm3d.text == "off (make tables BM3D=1)"
+    red = tables.evaluate_cell(t3, "Set5", "x3", "RED30", cfg, {})
+    assert isinstance(red, tables.NoModel)
+    assert (red.task, red.nets) == ("sr-x3", ("red30", "red30-official"))
+    assert red.text == ("no model for sr-x3 with net red30 or red30-official (make train NET=red30 TASK=sr "
+                        "SCALE=3, or a zoo model for sr-x3 in models/<name>/)")
+    assert not (tmp_path / "r").exists()
+
+
+def test_tables_md_notes_read_the_typed_reasons(paper, tmp_path):
+    """The list under a table is made from the typed reasons (a task name is its field, never a
+    word cut from a sentence), and the computed cells say what made them."""
+    k = lambda s, m: (3, "Set5", s, m)  # noqa: E731
+    results = {k("x2", "RED20"): tables.NoModel("sr-x2", ("red20",), "make train NET=red20 TASK=sr SCALE=2"),
+               k("x3", "RED20"): tables.NoModel("sr x3 (odd name)", ("red20",), "make it"),
+               k("x2", "SRCNN"): tables.NotComputedHere(),
+               k("x2", "Bicubic"): tables.Cell([{"image": "a", "psnr": 30.0, "ssim": 0.9}], "MATLAB bicubic")}
+    md = tables.render_md(tables.EvalConfig(out=tmp_path, tables=(3,)), paper, results)
+    assert ("- RED20: **no model** for sr-x2, sr x3 (odd name) (2 cells; e.g. make train NET=red20 TASK=sr "
+            "SCALE=2, or a zoo model for sr-x2 in models/<name>/)") in md
+    assert "- SRCNN: not implemented in this project (paper value only) (1 cells)" in md
+    assert "- Bicubic: computed with MATLAB bicubic, 1 images" in md
+    assert "| PSNR | x2 |" in md and "— / 30.00 |" in md
 
 
 # --------------------------------------------------------------------------- end to end
@@ -299,7 +337,7 @@ def test_tables_end_to_end_with_a_real_model(tmp_path, model_dirs, datasets_dir)
     assert "RED10: **no model** for denoise-s10, denoise-s50, denoise-s70" in md
     assert "EPLL: not implemented in this project" in md
     assert "first 2 images" in md
-    assert res["missing"][(3, "Set5", "x3", "RED10")].startswith("no model for sr-x3")
+    assert res["missing"][(3, "Set5", "x3", "RED10")].text.startswith("no model for sr-x3")
     # a second run reuses the cells; new weights make it recompute just that model's cells
     # (inode, not mtime: cells are written to a temporary name and renamed, so a rewrite is
     # a new inode, while two writes can share an mtime on a coarse-clock file system)
@@ -324,8 +362,9 @@ def test_tables_bm3d_uses_the_same_noise_and_cache(tmp_path, datasets_dir, monke
     from rednet.datasets import load_set
     monkeypatch.setattr(tables, "CACHE", tmp_path / "cache")
     cfg = tables.EvalConfig(datasets=datasets_dir, bm3d=True, limit=1, tables=(1,), out=tmp_path / "r")
-    rows, what, reason = tables.evaluate_cell(tables.TABLES[1], "denoise14", "sigma=50", "BM3D", cfg, {})
-    assert reason is None and len(rows) == 1
+    cell = tables.evaluate_cell(tables.TABLES[1], "denoise14", "sigma=50", "BM3D", cfg, {})
+    assert isinstance(cell, tables.Cell) and len(cell.rows) == 1
+    rows = cell.rows
     name, clean = load_set("denoise14", datasets_dir)[0]
     noisy = metrics.add_noise(clean, 50, f"denoise14/{name}")
     want = metrics.denoise_scores(bm3d.bm3d(noisy.astype(np.float64), sigma_psd=50 / 255), clean)

@@ -24,6 +24,12 @@ Protocols:
   ``authors`` (the released ``demo_super_resolution.m``: float output times 255, no crop) and
   ``srcnn`` (SRCNN/VDSR evaluation code: output rounded to uint8 like MATLAB ``uint8()``,
   ``s`` pixels shaved from every border). The published bicubic baselines use ``srcnn``.
+
+Lookup by name, as BasicSR's ``METRIC_REGISTRY`` and ``calculate_metric`` do it
+(``basicsr/metrics/__init__.py``): :data:`METRIC_REGISTRY` holds ``psnr`` and ``ssim``,
+:func:`calculate_metric` calls one from an options dict (``{"type": "psnr", "crop_border": 2}``),
+and :data:`SR_PROTOCOL_REGISTRY` holds the two SR scoring conventions that :func:`sr_scores`
+looks up (:data:`SR_PROTOCOLS` lists their names).
 """
 from __future__ import annotations
 
@@ -33,14 +39,19 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 from . import matlab
+from .lookup import Registry
 
 __all__ = ["psnr", "ssim", "to_y", "noise_seed", "add_noise", "sr_pair", "sr_scores",
-           "denoise_scores", "SR_PROTOCOLS", "SSIM_KW"]
+           "denoise_scores", "calculate_metric", "METRIC_REGISTRY", "SR_PROTOCOL_REGISTRY",
+           "SR_PROTOCOLS", "SSIM_KW"]
+
+#: the image metrics by name: ``METRIC_REGISTRY.get("psnr")(img, ref, crop_border=...)``
+METRIC_REGISTRY = Registry("metric")
+#: the SR scoring conventions by name: ``f(output, hr_y, scale) -> (psnr, ssim)``
+SR_PROTOCOL_REGISTRY = Registry("sr protocol")
 
 #: skimage settings equal to Wang et al.'s ssim_index (Gaussian 11x11, sigma 1.5, valid region)
 SSIM_KW = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
-
-SR_PROTOCOLS = ("authors", "srcnn")
 
 
 def _check_pair(img: np.ndarray, ref: np.ndarray, name: str) -> None:
@@ -80,6 +91,7 @@ def _prepare(img, ref, name: str, crop_border: int, test_y_channel: bool):
     return _crop(img.astype(np.float64), crop_border), _crop(ref.astype(np.float64), crop_border)
 
 
+@METRIC_REGISTRY.register()
 def psnr(img: np.ndarray, ref: np.ndarray, crop_border: int = 0, test_y_channel: bool = False,
          data_range: float = 255.0) -> float:
     """Peak signal-to-noise ratio in dB.
@@ -103,6 +115,7 @@ def psnr(img: np.ndarray, ref: np.ndarray, crop_border: int = 0, test_y_channel:
     return float(10.0 * np.log10(data_range ** 2 / mse))
 
 
+@METRIC_REGISTRY.register()
 def ssim(img: np.ndarray, ref: np.ndarray, crop_border: int = 0, test_y_channel: bool = False,
          data_range: float = 255.0) -> float:
     """Structural similarity as Wang et al.'s ``ssim_index.m`` computes it.
@@ -124,6 +137,15 @@ def ssim(img: np.ndarray, ref: np.ndarray, crop_border: int = 0, test_y_channel:
         return float(np.mean([structural_similarity(a[..., c], b[..., c], data_range=data_range,
                                                     **SSIM_KW) for c in range(a.shape[2])]))
     return float(structural_similarity(a, b, data_range=data_range, **SSIM_KW))
+
+
+def calculate_metric(data: dict, opt: dict) -> float:
+    """One metric by name, as BasicSR's ``calculate_metric``: ``opt["type"]`` names it in
+    :data:`METRIC_REGISTRY`, the other keys of ``opt`` are its options, ``data`` holds the
+    images (``{"img": ..., "ref": ...}``). ``opt`` is not changed."""
+    opt = dict(opt)
+    metric_type = opt.pop("type")
+    return METRIC_REGISTRY.get(metric_type)(**data, **opt)
 
 
 # --------------------------------------------------------------------------- denoising
@@ -176,6 +198,24 @@ def sr_pair(img: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     return y, up
 
 
+@SR_PROTOCOL_REGISTRY.register("authors")
+def _sr_authors(output: np.ndarray, hr_y: np.ndarray, scale: int) -> tuple[float, float]:
+    """The released RED-Net test code: output times 255, unrounded, whole image."""
+    out = np.asarray(output, dtype=np.float64) * 255.0
+    return psnr(out, hr_y), ssim(out, hr_y)
+
+
+@SR_PROTOCOL_REGISTRY.register("srcnn")
+def _sr_srcnn(output: np.ndarray, hr_y: np.ndarray, scale: int) -> tuple[float, float]:
+    """SRCNN/VDSR evaluation code: output rounded to uint8, ``scale`` pixels shaved."""
+    out = matlab.im2uint8(np.asarray(output, dtype=np.float64))
+    return psnr(out, hr_y, crop_border=scale), ssim(out, hr_y, crop_border=scale)
+
+
+#: the names of the SR scoring protocols, in registration order
+SR_PROTOCOLS = SR_PROTOCOL_REGISTRY.keys()
+
+
 def sr_scores(output: np.ndarray, hr_y: np.ndarray, scale: int,
               protocol: str = "authors") -> tuple[float, float]:
     """(PSNR, SSIM) of an SR output (float in [0, 1]) against the uint8 HR luminance.
@@ -183,12 +223,9 @@ def sr_scores(output: np.ndarray, hr_y: np.ndarray, scale: int,
     ``protocol="authors"``: output times 255, unrounded, whole image (the released RED-Net
     test code). ``protocol="srcnn"``: output rounded to uint8 as MATLAB's ``uint8(x*255)``
     (half away from zero, saturated) and ``scale`` pixels shaved from each border (SRCNN
-    and VDSR evaluation code; the published bicubic baselines).
+    and VDSR evaluation code; the published bicubic baselines). Looked up in
+    :data:`SR_PROTOCOL_REGISTRY`.
     """
-    if protocol == "authors":
-        out = np.asarray(output, dtype=np.float64) * 255.0
-        return psnr(out, hr_y), ssim(out, hr_y)
-    if protocol == "srcnn":
-        out = matlab.im2uint8(np.asarray(output, dtype=np.float64))
-        return psnr(out, hr_y, crop_border=scale), ssim(out, hr_y, crop_border=scale)
-    raise ValueError(f"sr protocol {protocol!r}: expected one of {', '.join(SR_PROTOCOLS)}")
+    if protocol not in SR_PROTOCOL_REGISTRY:
+        raise ValueError(f"sr protocol {protocol!r}: expected one of {', '.join(SR_PROTOCOLS)}")
+    return SR_PROTOCOL_REGISTRY.get(protocol)(output, hr_y, scale)

@@ -19,6 +19,13 @@ as :func:`rednet.restore.pick_model` does: the zoo ``models/<name>/``, then
 ``runs/<name>/``), bicubic interpolation for the SR tables (always; a row the paper does not
 have), and BM3D for the denoising tables when asked (``--bm3d``, PyPI ``bm3d``, cached under
 ``data/cache/bm3d/``). Protocols and every convention: ``docs/evaluation.md``.
+
+Structure: the methods that can fill a cell are registered by name in
+:data:`METHOD_REGISTRY` (as BasicSR's ``METRIC_REGISTRY``); :func:`evaluate_cell` looks the
+cell's method up and returns a typed result, a :class:`Cell` (per-image rows and what made
+them) or a :class:`Missing` (:class:`NoModel`, :class:`NotComputedHere`, :class:`SwitchedOff`,
+:class:`NoImages`); :func:`render_md` and :func:`render_csv` turn the results into the files,
+with the tables written by :mod:`rednet.report`.
 """
 from __future__ import annotations
 
@@ -29,12 +36,16 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from . import matlab, metrics, paths
 from .errors import UserError, atomic_write_text, check_writable
+from .lookup import Registry
 from .paths import CACHE, DATA, RESULTS, datasets_dir, rel
+from .report import csv_text, md_table
+from .tasks import SCALES, SIGMAS
 
 PAPER_CSV = DATA / "paper_tables.csv"
 PAPER_COLUMNS = ("table", "dataset", "setting", "method", "psnr", "ssim", "status", "source")
@@ -42,8 +53,6 @@ CSV_COLUMNS = ("table", "dataset", "setting", "method", "source", "psnr", "ssim"
 
 DENOISE_METHODS = ("BM3D", "EPLL", "NCSR", "PCLR", "PGPD", "WNNM", "RED10", "RED20", "RED30")
 SR_METHODS = ("SRCNN", "NBSRF", "CSCN", "CSC", "TSE", "ARFL+", "RED10", "RED20", "RED30")
-SIGMAS = (10, 30, 50, 70)
-SCALES = (2, 3, 4)
 #: the nets tried, in order, for each RED column (first with a model wins)
 DEFAULT_RED_NETS = {"RED10": ("red10",), "RED20": ("red20",), "RED30": ("red30", "red30-official")}
 DEFAULT_BSD200_SCALE = 0.5
@@ -195,6 +204,79 @@ def load_images(dataset: str, cfg: EvalConfig) -> list[tuple[str, np.ndarray]]:
     return images
 
 
+# --------------------------------------------------------------------------- typed results
+@dataclass(frozen=True)
+class Cell:
+    """A computed cell: its per-image rows (``image``, ``psnr``, ``ssim``, and for SR the
+    scores under both protocols) and what produced them."""
+    rows: list
+    what: str
+
+    def mean(self, column: str) -> float:
+        return float(np.mean([r[column] for r in self.rows]))
+
+    @property
+    def psnr(self) -> float:
+        return self.mean("psnr")
+
+    @property
+    def ssim(self) -> float:
+        return self.mean("ssim")
+
+    @property
+    def provenance(self) -> str:
+        return f"{self.what}, {len(self.rows)} images"
+
+
+class Missing:
+    """Why a cell has no result. ``text`` (and ``str()``) is the sentence tables.md shows."""
+    text: str = ""
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class NoModel(Missing):
+    """A RED column without a trained model for the cell's task."""
+    task: str
+    nets: tuple
+    make: str            # the command that trains one
+
+    @property
+    def hint(self) -> str:
+        return f"{self.make}, or a zoo model for {self.task} in models/<name>/"
+
+    @property
+    def text(self) -> str:
+        return f"no model for {self.task} with net {' or '.join(self.nets)} ({self.hint})"
+
+
+@dataclass(frozen=True)
+class NotComputedHere(Missing):
+    """A method of the paper's tables this project does not run (EPLL, SRCNN, ...)."""
+    text: str = "not implemented in this project (paper value only)"
+
+
+@dataclass(frozen=True)
+class SwitchedOff(Missing):
+    """A method that runs only when asked (BM3D)."""
+    switch: str
+
+    @property
+    def text(self) -> str:
+        return f"off ({self.switch})"
+
+
+@dataclass(frozen=True)
+class NoImages(Missing):
+    dataset: str
+
+    @property
+    def text(self) -> str:
+        return f"no images in {self.dataset}"
+
+
 # --------------------------------------------------------------------------- methods
 class Bm3dCache:
     """BM3D outputs (float32 .npy) cached per dataset, image and sigma under data/cache/bm3d/."""
@@ -222,7 +304,7 @@ class Bm3dCache:
 
 
 def find_red_model(method: str, spec: TableSpec, level: int, cfg: EvalConfig):
-    """The ModelSpec for a RED column at one level, or (None, reason).
+    """The ModelSpec for a RED column at one level, or (None, :class:`NoModel`).
 
     A RED30 cell of Tables 1-5 without a model for its level is filled from the single model
     trained on all levels (Tables 6-7's), when there is one; its ``task`` says so.
@@ -242,9 +324,7 @@ def find_red_model(method: str, spec: TableSpec, level: int, cfg: EvalConfig):
                 return m, None
     kind, lvl = (("denoise", f"SIGMA={'mixed' if spec.single_model else level}") if spec.kind == "denoise"
                  else ("sr", f"SCALE={'mixed' if spec.single_model else level}"))
-    return None, (f"no model for {task} with net {' or '.join(nets)} "
-                  f"(make train NET={nets[0]} TASK={kind} {lvl}, or "
-                  f"a zoo model for {task} in models/<name>/)")
+    return None, NoModel(task, tuple(nets), f"make train NET={nets[0]} TASK={kind} {lvl}")
 
 
 def _file_id(p: Path) -> dict:
@@ -304,60 +384,110 @@ def cell_path(cfg: EvalConfig, table: int, dataset: str, setting: str, method: s
     return cfg.out / "per_image" / f"t{table}_{dataset}_{setting.replace('=', '')}_{safe}.csv"
 
 
+#: the methods that fill cells, by column name: ``f(job) -> Prepared | Missing``. A column
+#: of the paper's tables that is not registered (EPLL, SRCNN, ...) shows the paper's value only.
+METHOD_REGISTRY = Registry("method")
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """One cell to evaluate, as a method sees it."""
+    spec: TableSpec
+    dataset: str
+    setting: str
+    method: str
+    cfg: EvalConfig
+    restorers: dict       # Restorers (and their files' hashes) already made in this run, by model
+
+    @property
+    def level(self) -> int:
+        return level_of(self.setting)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a method gives for a cell: the record its cached result depends on, the function
+    that restores one network input (``(input, image name) -> output``), and a description."""
+    record: dict
+    restore: Callable
+    what: str
+
+
+@METHOD_REGISTRY.register("Bicubic")
+def _bicubic(job: CellJob) -> Prepared:
+    """The network input itself: MATLAB-bicubic upscaling (SR tables only)."""
+    return Prepared({"method": "bicubic (MATLAB imresize)"}, lambda up, name: up, "MATLAB bicubic")
+
+
+@METHOD_REGISTRY.register("BM3D")
+def _bm3d(job: CellJob) -> Prepared | Missing:
+    """PyPI bm3d on the same noisy images, cached (``--bm3d``)."""
+    cfg, level = job.cfg, job.level
+    if not cfg.bm3d:
+        return SwitchedOff("make tables BM3D=1")
+    cache = Bm3dCache(CACHE / "bm3d")
+    import bm3d
+    return Prepared({"method": "bm3d", "bm3d_version": getattr(bm3d, "__version__", "?")},
+                    lambda noisy, name: cache(noisy, level, _stable_tag(cfg, job.dataset, name, level)),
+                    "PyPI bm3d")
+
+
+def _red(job: CellJob) -> Prepared | Missing:
+    """A trained RED net (:func:`find_red_model`) through pycaffe, with the 8-orientation
+    ensemble where the configuration asks for it."""
+    spec, cfg, method, restorers = job.spec, job.cfg, job.method, job.restorers
+    model, missing = find_red_model(method, spec, job.level, cfg)
+    if model is None:
+        return missing
+    key = (str(model.deploy), str(model.weights))
+    if key not in restorers:   # the net and the files' hashes, once per model and run
+        from .restore import Restorer
+        restorers[key] = (Restorer(model.deploy, model.weights, max_memory_mb=cfg.max_memory_mb),
+                          {"weights": _file_id(model.weights), "deploy": _file_id(model.deploy)})
+    r, file_ids = restorers[key]
+    ens = cfg.ensemble_for(spec.number)
+    record = {"method": method, "net": model.net, "task": model.task, **file_ids, "ensemble": ens,
+              "caffe_build": paths.caffe_build()}
+    what = f"{model.net} {model.task} {rel(model.weights)}"
+    if model.task and model.task.endswith("-mixed") and not spec.single_model:
+        what += " (the single model for all levels, as in Tables 6-7)"
+    return Prepared(record, lambda x, name: r.restore(x.astype(np.float32), ens), what)
+
+
+for _name in DEFAULT_RED_NETS:       # RED10, RED20, RED30
+    METHOD_REGISTRY.register(_name, obj=_red)
+
+
 def evaluate_cell(spec: TableSpec, dataset: str, setting: str, method: str, cfg: EvalConfig,
-                  restorers: dict) -> tuple[list[dict] | None, str, str | None]:
-    """(per-image rows or None, what produced them, reason when None) for one cell."""
-    level = level_of(setting)
-    if method == "Bicubic":
-        record = {"method": "bicubic (MATLAB imresize)"}
-        fn = lambda up, name: up  # noqa: E731
-        what = "MATLAB bicubic"
-    elif method == "BM3D":
-        if not cfg.bm3d:
-            return None, "", "off (make tables BM3D=1)"
-        cache = Bm3dCache(CACHE / "bm3d")
-        import bm3d
-        record = {"method": "bm3d", "bm3d_version": getattr(bm3d, "__version__", "?")}
-        fn = lambda noisy, name: cache(noisy, level, _stable_tag(cfg, dataset, name, level))  # noqa: E731
-        what = "PyPI bm3d"
-    elif method.startswith("RED"):
-        model, reason = find_red_model(method, spec, level, cfg)
-        if model is None:
-            return None, "", reason
-        key = (str(model.deploy), str(model.weights))
-        if key not in restorers:   # the net and the files' hashes, once per model and run
-            from .restore import Restorer
-            restorers[key] = (Restorer(model.deploy, model.weights, max_memory_mb=cfg.max_memory_mb),
-                              {"weights": _file_id(model.weights), "deploy": _file_id(model.deploy)})
-        r, file_ids = restorers[key]
-        ens = cfg.ensemble_for(spec.number)
-        record = {"method": method, "net": model.net, "task": model.task, **file_ids, "ensemble": ens,
-                  "caffe_build": paths.caffe_build()}
-        fn = lambda x, name: r.restore(x.astype(np.float32), ens)  # noqa: E731
-        what = f"{model.net} {model.task} {rel(model.weights)}"
-        if model.task and model.task.endswith("-mixed") and not spec.single_model:
-            what += " (the single model for all levels, as in Tables 6-7)"
-    else:
-        return None, "", "not implemented in this project (paper value only)"
-    record.update(table=spec.number, setting=setting, data=cfg.dataset_params(dataset),
+                  restorers: dict) -> Cell | Missing:
+    """One cell: a :class:`Cell` (per-image rows, from the cache when its record matches), or
+    the :class:`Missing` reason there is none. The method is looked up in :data:`METHOD_REGISTRY`."""
+    if method not in METHOD_REGISTRY:
+        return NotComputedHere()
+    job = CellJob(spec, dataset, setting, method, cfg, restorers)
+    prepared = METHOD_REGISTRY.get(method)(job)
+    if isinstance(prepared, Missing):
+        return prepared
+    level = job.level
+    record = dict(prepared.record, table=spec.number, setting=setting, data=cfg.dataset_params(dataset),
                   seed=cfg.seed, sr_protocol=cfg.sr_protocol if spec.kind == "sr" else None)
     path = cell_path(cfg, spec.number, dataset, setting, method)
     meta = path.with_suffix(".json")
     cached = _cached_rows(path, meta, record)
     if cached is not None:
-        return cached, what, None
+        return Cell(cached, prepared.what)
     images = load_images(dataset, cfg)
     if not images:
-        return None, "", f"no images in {dataset}"
+        return NoImages(dataset)
     desc = f"T{spec.number} {dataset} {setting} {method}"
     if spec.kind == "denoise":
-        rows = _score_denoise(images, level, fn, dataset, cfg, desc)
+        rows = _score_denoise(images, level, prepared.restore, dataset, cfg, desc)
     else:
-        rows = _score_sr(images, level, fn, cfg, desc)
+        rows = _score_sr(images, level, prepared.restore, cfg, desc)
     _write_rows(path, rows)
     check = {"images": [r["image"] for r in rows], "rows_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     atomic_write_text(meta, json.dumps({**record, "check": check}, sort_keys=True, indent=1) + "\n")
-    return rows, what, None
+    return Cell(rows, prepared.what)
 
 
 def read_cell(meta: Path) -> tuple[dict, list[dict]] | None:
@@ -424,79 +554,93 @@ def _cells(tables):
 
 
 def run(cfg: EvalConfig) -> dict:
-    """Evaluate every requested table; write tables.md, tables.csv and per-image CSVs."""
+    """Evaluate every requested table; write tables.md, tables.csv and per-image CSVs.
+
+    Returns ``results`` (``(table, dataset, setting, method) -> Cell | Missing``), and from
+    it ``ours`` (``key -> (psnr, ssim)`` of the computed cells), ``missing`` (``key -> Missing``)
+    and ``bicubic_check`` (the SRCNN-protocol bicubic rows beside the published averages)."""
     paper = read_paper()
     restorers: dict = {}
-    ours: dict[tuple, tuple] = {}        # (table, dataset, setting, method) -> (psnr, ssim)
-    provenance: dict[tuple, str] = {}
-    missing: dict[tuple, str] = {}
-    bicubic_check = []
+    results: dict[tuple, Cell | Missing] = {}
     for t, spec, d, s, m in _cells(cfg.tables):
-        rows, what, reason = evaluate_cell(spec, d, s, m, cfg, restorers)
-        key = (t, d, s, m)
-        if rows is None:
-            missing[key] = reason
-            continue
-        ours[key] = (float(np.mean([r["psnr"] for r in rows])),
-                     float(np.mean([r["ssim"] for r in rows])))
-        provenance[key] = f"{what}, {len(rows)} images"
-        if m == "Bicubic" and (d, level_of(s)) in PUBLISHED_BICUBIC and t in (3, 4, 5):
-            bicubic_check.append((d, s, float(np.mean([r["psnr_srcnn"] for r in rows])),
-                                  float(np.mean([r["ssim_srcnn"] for r in rows])),
-                                  *PUBLISHED_BICUBIC[(d, level_of(s))], len(rows)))
+        results[(t, d, s, m)] = evaluate_cell(spec, d, s, m, cfg, restorers)
+    ours = {k: (c.psnr, c.ssim) for k, c in results.items() if isinstance(c, Cell)}
+    missing = {k: c for k, c in results.items() if isinstance(c, Missing)}
+    check = bicubic_check(results)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(cfg.out / "tables.csv", _tables_csv(cfg, paper, ours))
-    atomic_write_text(cfg.out / "tables.md", _tables_md(cfg, paper, ours, provenance, missing, bicubic_check))
-    return {"ours": ours, "missing": missing, "bicubic_check": bicubic_check}
+    atomic_write_text(cfg.out / "tables.csv", render_csv(cfg, paper, results))
+    atomic_write_text(cfg.out / "tables.md", render_md(cfg, paper, results, check))
+    return {"results": results, "ours": ours, "missing": missing, "bicubic_check": check}
 
 
-def _tables_csv(cfg, paper, ours) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
+def bicubic_check(results: dict) -> list[tuple]:
+    """``(set, setting, ours PSNR, ours SSIM, published PSNR, published SSIM, images)`` of every
+    Bicubic cell of Tables 3-5 with a published average, scored with the SRCNN protocol."""
+    out = []
+    for (t, d, s, m), c in results.items():
+        if isinstance(c, Cell) and m == "Bicubic" and (d, level_of(s)) in PUBLISHED_BICUBIC and t in (3, 4, 5):
+            out.append((d, s, c.mean("psnr_srcnn"), c.mean("ssim_srcnn"),
+                        *PUBLISHED_BICUBIC[(d, level_of(s))], len(c.rows)))
+    return out
+
+
+def render_csv(cfg, paper, results) -> str:
+    """tables.csv: per cell the paper's row, then ours where it was computed."""
+    rows = []
     for t, spec, d, s, m in _cells(cfg.tables):
         p = paper.get((t, d, s, m))
         if p is not None:
-            w.writerow([t, d, s, m, "paper", _num(p["psnr"], 2), _num(p["ssim"], 4)])
-        o = ours.get((t, d, s, m))
-        if o is not None:
-            w.writerow([t, d, s, m, "ours", f"{o[0]:.4f}", f"{o[1]:.5f}"])
-    return buf.getvalue()
+            rows.append([t, d, s, m, "paper", _num(p["psnr"], 2), _num(p["ssim"], 4)])
+        o = results.get((t, d, s, m))
+        if isinstance(o, Cell):
+            rows.append([t, d, s, m, "ours", f"{o.psnr:.4f}", f"{o.ssim:.5f}"])
+    return csv_text(CSV_COLUMNS, rows)
 
 
 def _num(v, digits):
     return "" if v is None else f"{v:.{digits}f}"
 
 
-def _table_rows(t, spec, methods, paper, ours) -> list[str]:
+def _table_rows(t, spec, methods, paper, results) -> list[str]:
     """One table's markdown rows (header included), each cell ``paper / ours (difference)``."""
-    def cell(d, s, m, idx, digits):
+    def cell(d, s, m, metric, digits):
         p = paper.get((t, d, s, m))
-        o = ours.get((t, d, s, m))
-        return _cell_text(None if p is None else p["psnr" if idx == 0 else "ssim"],
-                          None if o is None else o[idx], digits)
-    metrics_ = (("PSNR", 0, 2), ("SSIM", 1, 4))
+        o = results.get((t, d, s, m))
+        return _cell_text(None if p is None else p[metric],
+                          getattr(o, metric) if isinstance(o, Cell) else None, digits)
+    metrics_ = (("PSNR", "psnr", 2), ("SSIM", "ssim", 4))
     if spec.single_model:
         cols = [(d, s) for d in spec.datasets for s in spec.settings()]
-        L = ["| metric | method | " + " | ".join(f"{d} {s}" for d, s in cols) + " |",
-             "|---|---|" + "---|" * len(cols)]
-        for metric, idx, digits in metrics_:
-            for m in methods:
-                L.append(f"| {metric} | {m} | " + " | ".join(cell(d, s, m, idx, digits) for d, s in cols) + " |")
-        return L
+        return md_table(["metric", "method"] + [f"{d} {s}" for d, s in cols],
+                        [[label, m] + [cell(d, s, m, metric, digits) for d, s in cols]
+                         for label, metric, digits in metrics_ for m in methods])
     cols = [(d, m) for d in spec.datasets for m in methods]
-    label = (lambda d, m: m) if len(spec.datasets) == 1 else (lambda d, m: f"{d} {m}")
-    L = ["| metric | " + ("sigma" if spec.kind == "denoise" else "scale") + " | "
-         + " | ".join(label(d, m) for d, m in cols) + " |",
-         "|---|---|" + "---|" * len(cols)]
-    for metric, idx, digits in metrics_:
-        for s in spec.settings():
-            L.append(f"| {metric} | {s.split('=')[-1]} | "
-                     + " | ".join(cell(d, s, m, idx, digits) for d, m in cols) + " |")
-    return L
+    head = (lambda d, m: m) if len(spec.datasets) == 1 else (lambda d, m: f"{d} {m}")
+    return md_table(["metric", "sigma" if spec.kind == "denoise" else "scale"] + [head(d, m) for d, m in cols],
+                    [[label, s.split("=")[-1]] + [cell(d, s, m, metric, digits) for d, m in cols]
+                     for label, metric, digits in metrics_ for s in spec.settings()])
 
 
-def _tables_md(cfg, paper, ours, provenance, missing, bicubic_check) -> str:
+def _notes(t, methods, results) -> list[str]:
+    """Under a table: per method, the cells without a result and why, and what computed the others."""
+    notes = []
+    for m in methods:
+        mine = {k: c for k, c in results.items() if k[0] == t and k[3] == m}
+        nomodel = [c for c in mine.values() if isinstance(c, NoModel)]
+        if nomodel:
+            tasks = sorted({c.task for c in nomodel}, key=lambda x: (len(x), x))
+            notes.append(f"- {m}: **no model** for {', '.join(tasks)} "
+                         f"({len(nomodel)} cells; e.g. {nomodel[0].hint})")
+        other = [c.text for c in mine.values() if isinstance(c, Missing) and not isinstance(c, NoModel)]
+        for r in sorted(set(other)):
+            notes.append(f"- {m}: {r} ({other.count(r)} cells)")
+        for line in sorted({c.provenance for c in mine.values() if isinstance(c, Cell)}):
+            notes.append(f"- {m}: computed with {line}")
+    return notes
+
+
+def render_md(cfg, paper, results, bicubic_rows=()) -> str:
+    """tables.md: the settings, each table in the paper's layout with its notes, the bicubic check."""
     L = ["# Tables 1-7 of the paper, regenerated", "",
          "Each cell: `paper / ours (ours - paper)`; `—` where there is no number "
          "(see the list under each table). Conventions: docs/evaluation.md.", "",
@@ -522,35 +666,20 @@ def _tables_md(cfg, paper, ours, provenance, missing, bicubic_check) -> str:
         # the paper's layout. Tables 1-5: rows PSNR/SSIM x level, columns the methods.
         # Tables 6-7 (one model): columns test set x level, rows PSNR/SSIM (x method: RED30,
         # plus Bicubic for SR, a row the paper does not have).
-        L += _table_rows(t, spec, methods, paper, ours)
+        L += _table_rows(t, spec, methods, paper, results)
         L.append("")
-        notes = []
-        for m in methods:
-            ks = [k for k in missing if k[0] == t and k[3] == m]
-            nomodel = [k for k in ks if missing[k].startswith("no model for ")]
-            if nomodel:
-                tasks = sorted({missing[k].split()[3] for k in nomodel}, key=lambda x: (len(x), x))
-                hint = missing[nomodel[0]].split("(", 1)[1].rstrip(")")
-                notes.append(f"- {m}: **no model** for {', '.join(tasks)} "
-                             f"({len(nomodel)} cells; e.g. {hint})")
-            for r in sorted({missing[k] for k in ks if k not in nomodel}):
-                n = sum(1 for k in ks if missing[k] == r)
-                notes.append(f"- {m}: {r} ({n} cells)")
-            done = [k for k in provenance if k[0] == t and k[3] == m]
-            for sline in sorted({provenance[k] for k in done}):
-                notes.append(f"- {m}: computed with {sline}")
+        notes = _notes(t, methods, results)
         nopaper = [k for k in ((t, d, s, m) for d, s, m in spec.cells())
                    if paper.get(k) is None or paper[k]["psnr"] is None or paper[k]["ssim"] is None]
         if nopaper:   # data/paper_tables.csv holds every cell; this flags an edited or damaged file
             notes.append(f"- no paper value (PSNR or SSIM) for {len(nopaper)} of "
                          f"{len(list(spec.cells()))} cells (data/paper_tables.csv)")
         L += notes + [""]
-    if bicubic_check:
-        L += ["## Check: bicubic with the SRCNN/VDSR protocol against the published averages", "",
-              "| set | scale | ours PSNR | published | diff | ours SSIM | published | diff | images |",
-              "|---|---|---|---|---|---|---|---|---|"]
-        for d, s, p, q, pp, pq, n in bicubic_check:
-            L.append(f"| {d} | {s} | {p:.2f} | {pp:.2f} | {p - pp:+.2f} | {q:.4f} | {pq:.4f} | {q - pq:+.4f} | {n} |")
+    if bicubic_rows:
+        L += ["## Check: bicubic with the SRCNN/VDSR protocol against the published averages", ""]
+        L += md_table(["set", "scale", "ours PSNR", "published", "diff", "ours SSIM", "published", "diff", "images"],
+                      [[d, s, f"{p:.2f}", f"{pp:.2f}", f"{p - pp:+.2f}", f"{q:.4f}", f"{pq:.4f}", f"{q - pq:+.4f}", n]
+                       for d, s, p, q, pp, pq, n in bicubic_rows])
         L.append("")
     return "\n".join(L) + "\n"
 
