@@ -44,6 +44,7 @@ from pathlib import Path
 
 from . import logparse, paths
 from .errors import UserError, atomic_write_text
+from .report import csv_text, md_table
 
 NETS = ("red10", "red20", "red30", "red30-official")
 #: (train iterations, caffe-time iterations) per net: fewer for the big ones (~10 min in all)
@@ -560,7 +561,7 @@ def build_rows(nets, work: Path, quick: bool, rounds: int = 2) -> list[dict]:
 
 def summary_csv(info: dict) -> str:
     """One row per net and engine: net,engine,train_patches_per_s,restore_256_s,pct_gemm_bound."""
-    lines = ["net,engine,train_patches_per_s,restore_256_s,pct_gemm_bound"]
+    rows = []
     builds = {r["net"]: r for r in info.get("builds") or []}
     for r in info["nets"]:
         bound = r["bound_peak_s"]
@@ -568,14 +569,15 @@ def summary_csv(info: dict) -> str:
         if b:
             for e in ("stock", "fast"):
                 t = b[f"{e}_s_per_iter"]
-                lines.append(f"{r['net']},caffe-{e},{r['batch'] / t:.2f},{b['restore_256_s'][e]:.4f},{100 * bound / t:.1f}")
+                rows.append([r["net"], f"caffe-{e}", f"{r['batch'] / t:.2f}", f"{b['restore_256_s'][e]:.4f}",
+                             f"{100 * bound / t:.1f}"])
         else:
             t = r["train"]["s_per_iter"]
-            lines.append(f"{r['net']},caffe-{info['machine'].get('caffe_build', 'stock')},{r['batch'] / t:.2f},,"
-                         f"{100 * bound / t:.1f}")
+            rows.append([r["net"], f"caffe-{info['machine'].get('caffe_build', 'stock')}", f"{r['batch'] / t:.2f}", "",
+                         f"{100 * bound / t:.1f}"])
     for t in (info.get("torch") or {}).get("nets", []):
-        lines.append(f"{t['net']},pytorch,{t['patches_per_s']:.2f},,{100 * t['vs_bound_peak']:.1f}")
-    return "\n".join(lines) + "\n"
+        rows.append([t["net"], "pytorch", f"{t['patches_per_s']:.2f}", "", f"{100 * t['vs_bound_peak']:.1f}"])
+    return csv_text(["net", "engine", "train_patches_per_s", "restore_256_s", "pct_gemm_bound"], rows)
 
 
 def torch_rows(caffe_rows: list[dict], quick: bool) -> dict:
@@ -627,60 +629,57 @@ def report(info: dict) -> str:
                 f"{v['gflops']:.0f}" for k, v in r["gemm"].items() if k != "peak") for r in info["nets"]) +
         " GFLOP/s (peak / net shape).",
         "",
-        "| net | batch | GFLOP/patch (fwd+bwd) | train: s/iter | train: patches/s | caffe time: s | "
-        "conv/deconv share | bound (peak) s | bound (net GEMM) s | achieved/bound (peak) | achieved/bound (net GEMM) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in info["nets"]:
+
+    def net_row(r):
         t = r["time"]
         share = t["ms_conv_layers"] / max(1e-9, t["ms_conv_layers"] + t["ms_other_layers"])
-        lines.append(
-            f"| {r['net']} | {r['batch']} | {r['flops_per_patch'] / 1e9:.2f} | {r['train']['s_per_iter']:.3f} "
-            f"({r['train']['timed']} it) | {r['train']['patches_per_s']:.1f} | {t['ms_fwd_bwd'] / 1000:.3f} "
-            f"({t['iterations']} it) | {share:.0%} | {r['bound_peak_s']:.3f} | {r['bound_shape_s']:.3f} | "
-            f"{r['ratio_train_peak']:.0%} | {r['ratio_train_shape']:.0%} |")
+        return [r["net"], r["batch"], f"{r['flops_per_patch'] / 1e9:.2f}",
+                f"{r['train']['s_per_iter']:.3f} ({r['train']['timed']} it)", f"{r['train']['patches_per_s']:.1f}",
+                f"{t['ms_fwd_bwd'] / 1000:.3f} ({t['iterations']} it)", f"{share:.0%}", f"{r['bound_peak_s']:.3f}",
+                f"{r['bound_shape_s']:.3f}", f"{r['ratio_train_peak']:.0%}", f"{r['ratio_train_shape']:.0%}"]
+    lines += md_table(["net", "batch", "GFLOP/patch (fwd+bwd)", "train: s/iter", "train: patches/s", "caffe time: s",
+                       "conv/deconv share", "bound (peak) s", "bound (net GEMM) s", "achieved/bound (peak)",
+                       "achieved/bound (net GEMM)"], [net_row(r) for r in info["nets"]])
     lines += ["", "Where the time goes (ms per iteration of batch 16): GEMM at the net's shapes (the bound), "
               "what the conv/deconv layers take beyond it (im2col/col2im, bias), the other layers (ReLU, "
               "Eltwise, Split, data, loss; from `caffe time`), and the rest of a training iteration "
-              "(Adam update, snapshots/logging; train minus caffe time):", "",
-              "| net | GEMM (bound) | conv layers beyond GEMM | other layers | update + rest |", "|---|---|---|---|---|"]
-    for r in info["nets"]:
-        b = r["breakdown_ms"]
-        lines.append(f"| {r['net']} | {b['gemm_at_net_shapes']:.0f} | {b['conv_layers_beyond_gemm']:.0f} | "
-                     f"{b['other_layers']:.0f} | {b['solver_update_and_rest']:.0f} |")
+              "(Adam update, snapshots/logging; train minus caffe time):", ""]
+    lines += md_table(["net", "GEMM (bound)", "conv layers beyond GEMM", "other layers", "update + rest"],
+                      [[r["net"]] + [f"{r['breakdown_ms'][k]:.0f}" for k in
+                                     ("gemm_at_net_shapes", "conv_layers_beyond_gemm", "other_layers",
+                                      "solver_update_and_rest")] for r in info["nets"]])
     if info.get("im2col"):
         lines += ["", "Caffe's own im2col/col2im (src/caffe/util/im2col.cpp) compiled with other flags, one batch "
-                  "of 16 50x50 maps, 3x3 (a layer runs im2col twice and col2im once per iteration):", "",
-                  "| flags | " + " | ".join(f"{k}: im2col / col2im ms" for k in next(iter(info["im2col"].values()))) + " |",
-                  "|---|" + "---|" * len(next(iter(info["im2col"].values())))]
-        for flags, v in info["im2col"].items():
-            lines.append(f"| `{flags}` | " + " | ".join(f"{x['im2col_ms']:.2f} / {x['col2im_ms']:.2f}" for x in v.values()) + " |")
+                  "of 16 50x50 maps, 3x3 (a layer runs im2col twice and col2im once per iteration):", ""]
+        lines += md_table(["flags"] + [f"{k}: im2col / col2im ms" for k in next(iter(info["im2col"].values()))],
+                          [[f"`{flags}`"] + [f"{x['im2col_ms']:.2f} / {x['col2im_ms']:.2f}" for x in v.values()]
+                           for flags, v in info["im2col"].items()])
     tc = info.get("torch")
     if tc is not None and tc["nets"]:
         lines += ["", f"The same networks' training step in {tc['nets'][0]['framework']} on the same CPU "
                   f"({tc['nets'][0]['threads']} threads, oneDNN {'on' if tc['nets'][0]['mkldnn'] else 'off'}): "
                   "same batch, EuclideanLoss, Adam, no data loading (`rednet.bench_torch`; a test checks that it "
                   "computes what the Caffe net computes). The bound is the one above (OpenBLAS GEMM in Caffe); "
-                  "PyTorch's own kernels can exceed it.", "",
-                  "| net | Caffe train: patches/s | PyTorch: s/iter | PyTorch: patches/s | PyTorch / Caffe | "
-                  "bound (peak) / PyTorch time |", "|---|---|---|---|---|---|"]
+                  "PyTorch's own kernels can exceed it.", ""]
         caffe_by_net = {r["net"]: r for r in info["nets"]}
-        for t in tc["nets"]:
-            lines.append(f"| {t['net']} | {caffe_by_net[t['net']]['train']['patches_per_s']:.1f} | "
-                         f"{t['s_per_iter']:.3f} ({t['iterations']} it) | {t['patches_per_s']:.1f} | "
-                         f"{t['vs_caffe_train']:.2f}x | {t['vs_bound_peak']:.0%} |")
+        lines += md_table(["net", "Caffe train: patches/s", "PyTorch: s/iter", "PyTorch: patches/s", "PyTorch / Caffe",
+                           "bound (peak) / PyTorch time"],
+                          [[t["net"], f"{caffe_by_net[t['net']]['train']['patches_per_s']:.1f}",
+                            f"{t['s_per_iter']:.3f} ({t['iterations']} it)", f"{t['patches_per_s']:.1f}",
+                            f"{t['vs_caffe_train']:.2f}x", f"{t['vs_bound_peak']:.0%}"] for t in tc["nets"]])
     elif tc is not None:
         lines += ["", "PyTorch comparison: not run (torch is not installed in the project's Python; optional, "
                   "see docs/training.md)."]
     if info.get("builds"):
         lines += ["", "The stock and the batch-parallel build (`.caffe-fast`, tools/caffe_build/patches/fast/) "
                   "side by side: the same `caffe train`, alternated stock, fast, stock, fast (median s/iter); "
-                  "restore: one deploy forward of a 256x256 image (batch 1, best of 3).", "",
-                  "| net | stock: s/iter | fast: s/iter | fast / stock (training) | restore 256x256 stock / fast s | load |",
-                  "|---|---|---|---|---|---|"]
-        for b in info["builds"]:
-            lines.append(f"| {b['net']} | {b['stock_s_per_iter']:.3f} | {b['fast_s_per_iter']:.3f} | {b['speedup']:.2f}x | "
-                         f"{b['restore_256_s']['stock']:.3f} / {b['restore_256_s']['fast']:.3f} | {b['load'][0]} |")
+                  "restore: one deploy forward of a 256x256 image (batch 1, best of 3).", ""]
+        lines += md_table(["net", "stock: s/iter", "fast: s/iter", "fast / stock (training)",
+                           "restore 256x256 stock / fast s", "load"],
+                          [[b["net"], f"{b['stock_s_per_iter']:.3f}", f"{b['fast_s_per_iter']:.3f}", f"{b['speedup']:.2f}x",
+                            f"{b['restore_256_s']['stock']:.3f} / {b['restore_256_s']['fast']:.3f}", b["load"][0]]
+                           for b in info["builds"]])
     if info.get("red30_blas_autodetect"):
         a = info["red30_blas_autodetect"]
         r30 = next((r for r in info["nets"] if r["net"] == "red30"), None)

@@ -20,7 +20,6 @@ newest snapshot, and the training time already spent counts against ``--minutes`
 """
 from __future__ import annotations
 
-import csv
 import datetime as _dt
 import json
 import time
@@ -30,6 +29,7 @@ import numpy as np
 
 from . import paths
 from .errors import UserError, atomic_path, atomic_write_text
+from .report import csv_text, md_table
 
 SIGMA = 30
 TASK = f"denoise-s{SIGMA}"
@@ -147,16 +147,14 @@ def write_results(res: dict, info: dict, out_dir: Path, ensemble: bool, db_info:
     avg_out = float(np.mean([r["psnr_red10"] for r in rows]))
     zoo = res.get("zoo")
     avg_zoo = float(np.mean([r["psnr_zoo"] for r in rows])) if zoo else None
-    with atomic_path(out_dir / "results.csv") as tmp:
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["image", "name", "size", "psnr_noisy", "psnr_red10", "gain", "iterations", "psnr_zoo"])
-            for r in rows:
-                w.writerow([r["image"], r["name"], r["size"], f"{r['psnr_noisy']:.4f}", f"{r['psnr_red10']:.4f}",
-                            f"{r['psnr_red10'] - r['psnr_noisy']:.4f}", res["iterations"],
-                            f"{r['psnr_zoo']:.4f}" if zoo else ""])
-            w.writerow(["average", "", "", f"{avg_in:.4f}", f"{avg_out:.4f}", f"{avg_out - avg_in:.4f}",
-                        res["iterations"], f"{avg_zoo:.4f}" if zoo else ""])
+    table = [[r["image"], r["name"], r["size"], f"{r['psnr_noisy']:.4f}", f"{r['psnr_red10']:.4f}",
+              f"{r['psnr_red10'] - r['psnr_noisy']:.4f}", res["iterations"], f"{r['psnr_zoo']:.4f}" if zoo else ""]
+             for r in rows]
+    table.append(["average", "", "", f"{avg_in:.4f}", f"{avg_out:.4f}", f"{avg_out - avg_in:.4f}",
+                  res["iterations"], f"{avg_zoo:.4f}" if zoo else ""])
+    atomic_write_text(out_dir / "results.csv",       # the csv module's line ends, \r\n
+                      csv_text(["image", "name", "size", "psnr_noisy", "psnr_red10", "gain", "iterations", "psnr_zoo"],
+                               table, lineterminator="\r\n"))
     sessions = info.get("sessions", [])
     minutes = sum((_dt.datetime.fromisoformat(s["ended"]) - _dt.datetime.fromisoformat(s["started"])).total_seconds()
                   for s in sessions if s.get("ended")) / 60
@@ -177,14 +175,14 @@ def write_results(res: dict, info: dict, out_dir: Path, ensemble: bool, db_info:
         (f"The last column is the zoo's shipped model `{zoo}` on the same noisy images." if zoo else
          "No shipped RED10 sigma=30 model in `models/` to compare with."),
         "",
-        "| image | name | size | noisy input PSNR (dB) | RED10 PSNR (dB) | gain (dB) |" + (" zoo model (dB) |" if zoo else ""),
-        "|---|---|---|---|---|---|" + ("---|" if zoo else ""),
     ]
-    for r in rows:
-        lines.append(f"| {r['image']} | {r['name']} | {r['size']} | {r['psnr_noisy']:.2f} | {r['psnr_red10']:.2f} "
-                     f"| {r['psnr_red10'] - r['psnr_noisy']:+.2f} |" + (f" {r['psnr_zoo']:.2f} |" if zoo else ""))
-    lines.append(f"| **average** | | | **{avg_in:.2f}** | **{avg_out:.2f}** | **{avg_out - avg_in:+.2f}** |"
-                 + (f" **{avg_zoo:.2f}** |" if zoo else ""))
+    lines += md_table(["image", "name", "size", "noisy input PSNR (dB)", "RED10 PSNR (dB)", "gain (dB)"]
+                      + (["zoo model (dB)"] if zoo else []),
+                      [[r["image"], r["name"], r["size"], f"{r['psnr_noisy']:.2f}", f"{r['psnr_red10']:.2f}",
+                        f"{r['psnr_red10'] - r['psnr_noisy']:+.2f}"] + ([f"{r['psnr_zoo']:.2f}"] if zoo else [])
+                       for r in rows]
+                      + [["**average**", "", "", f"**{avg_in:.2f}**", f"**{avg_out:.2f}**", f"**{avg_out - avg_in:+.2f}**"]
+                         + ([f"**{avg_zoo:.2f}**"] if zoo else [])])
     lines += ["", f"Side by side: `{res['picture'].name}` (noisy / restored / clean)." if res["picture"] else "",
               f"Run folder: `runs/{RUN}/` (log, snapshots, run.json); `make curves RUNS={RUN}` plots its loss.", ""]
     atomic_write_text(out_dir / "results.md", "\n".join(lines))

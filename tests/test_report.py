@@ -1,0 +1,63 @@
+"""rednet.report: the one writer of the result tables (tables, bench, demo)."""
+from __future__ import annotations
+
+import copy
+
+from rednet import bench, demo
+from rednet.report import csv_text, md_row, md_table
+
+
+def test_markdown_and_csv_form():
+    assert md_row(["a", 1, "", 2.5]) == "| a | 1 | | 2.5 |"
+    assert md_table(["x", "y"], [["1", "2"], ["", "b"]]) == ["| x | y |", "|---|---|", "| 1 | 2 |", "| | b |"]
+    assert md_table(["only"]) == ["| only |", "|---|"]
+    assert csv_text(["a", "b"], [[1, ""], ["x,y", 2]]) == 'a,b\n1,\n"x,y",2\n'
+    assert csv_text(["a"], [[1]], lineterminator="\r\n") == "a\r\n1\r\n"
+
+
+def _net(name):
+    return {"net": name, "batch": 16, "flops_per_patch": 3.2e9,
+            "train": {"s_per_iter": 0.6, "timed": 10, "patches_per_s": 26.7},
+            "time": {"ms_fwd_bwd": 550.0, "iterations": 3, "ms_conv_layers": 500.0, "ms_other_layers": 50.0},
+            "bound_peak_s": 0.3, "bound_shape_s": 0.33, "ratio_train_peak": 0.5, "ratio_train_shape": 0.55,
+            "gemm": {"peak": {"gflops": 90.0}, "w64": {"gflops": 80.0}},
+            "breakdown_ms": {"gemm_at_net_shapes": 330, "conv_layers_beyond_gemm": 170, "other_layers": 50,
+                             "solver_update_and_rest": 50}}
+
+
+def test_bench_report_tables():
+    """bench.md's tables, written by md_table: the rows as they were written by hand before."""
+    info = {"started": "2026-12-01 00:00:00 UTC", "load_start": 1.0, "load_end": 2.0, "shard_size": 128,
+            "warmup_iterations": 5,
+            "machine": {"cpu": "Intel Xeon", "cores": 2, "caffe_binary": "bin/caffe", "caffe_release_flags": "-O2",
+                        "blas": "libopenblas.so", "openblas": {"corename": "Haswell", "threads": 2}, "env": {}},
+            "gemm": {"peak": {"gflops": 90.0, "shape": "a"}, "w64": {"gflops": 80.0, "shape": "b"}},
+            "nets": [_net("red10")],
+            "im2col": {"-O2": {"w64": {"im2col_ms": 1.0, "col2im_ms": 2.0}}},
+            "builds": [{"net": "red10", "stock_s_per_iter": 0.8, "fast_s_per_iter": 0.4, "speedup": 2.0,
+                        "restore_256_s": {"stock": 0.3, "fast": 0.25}, "load": [1.0, 1.1]}]}
+    md = bench.report(copy.deepcopy(info)).splitlines()
+    assert ("| net | batch | GFLOP/patch (fwd+bwd) | train: s/iter | train: patches/s | caffe time: s | "
+            "conv/deconv share | bound (peak) s | bound (net GEMM) s | achieved/bound (peak) | "
+            "achieved/bound (net GEMM) |") in md
+    i = md.index("| red10 | 16 | 3.20 | 0.600 (10 it) | 26.7 | 0.550 (3 it) | 91% | 0.300 | 0.330 | 50% | 55% |")
+    assert md[i - 1] == "|" + "---|" * 11
+    assert "| red10 | 330 | 170 | 50 | 50 |" in md
+    assert "| flags | w64: im2col / col2im ms |" in md and "| `-O2` | 1.00 / 2.00 |" in md
+    assert "| red10 | 0.800 | 0.400 | 2.00x | 0.300 / 0.250 | 1.0 |" in md
+
+
+def test_demo_results_tables(tmp_path):
+    rows = [{"image": "01", "name": "C.man", "size": "256x256", "psnr_noisy": 18.5, "psnr_red10": 26.0, "psnr_zoo": 27.0},
+            {"image": "02", "name": "House", "size": "256x256", "psnr_noisy": 18.6, "psnr_red10": 27.5, "psnr_zoo": 28.0}]
+    res = {"iterations": 500, "weights": "runs/demo/x.caffemodel", "rows": rows, "picture": None,
+           "zoo": "red10_denoise-s30 (1,582 iterations)"}
+    info = {"batch_size": 16, "sessions": [{"started": "2026-11-30T00:00:00", "ended": "2026-11-30T00:08:00"}]}
+    demo.write_results(res, info, tmp_path, False, {"patches": 2048})
+    md = (tmp_path / "results.md").read_text().splitlines()
+    assert ("| image | name | size | noisy input PSNR (dB) | RED10 PSNR (dB) | gain (dB) | zoo model (dB) |") in md
+    assert "|---|---|---|---|---|---|---|" in md
+    assert "| 01 | C.man | 256x256 | 18.50 | 26.00 | +7.50 | 27.00 |" in md
+    assert "| **average** | | | **18.55** | **26.75** | **+8.20** | **27.50** |" in md
+    assert (tmp_path / "results.csv").read_bytes().splitlines(keepends=True)[-1] == \
+        b"average,,,18.5500,26.7500,8.2000,500,27.5000\r\n"
