@@ -2,7 +2,8 @@
 # make setup: install everything this project needs, from nothing, idempotently.
 #
 #   1. Debian packages Caffe builds against (apt-get; needs root)
-#   2. the project virtualenv .venv/ with the pinned Python packages of requirements.txt
+#   2. the project virtualenv .venv/ with the pinned Python packages of requirements.txt,
+#      and the project package itself (pip install -e .: the `rednet` command)
 #   3. stock BVLC Caffe (CPU), from the PyPI sdist brocolli-caffe==9.0.2, sha256-checked,
 #      built with Caffe's own Makefile into .caffe/ (ignored by git)
 #   4. the batch-parallel build of the same source (stock patches + patches/fast/, OpenMP)
@@ -150,6 +151,29 @@ else
   did_something=1
 fi
 VPY="$VENV/bin/python"
+
+# ---------------------------------------------------------------- 2b. the `rednet` command
+# `pip install -e .` (pyproject.toml): the package rednet from tools/, editable, without
+# dependencies (step 2 installed them); it gives .venv/bin/rednet. A .venv that is a link to
+# another checkout's (a git worktree sharing it) is left alone: its command is that checkout's.
+CURRENT_STEP="the rednet command (pip install -e .)"
+step "$CURRENT_STEP"
+pkg_marker="$(sha256sum pyproject.toml | cut -d' ' -f1) $(readlink -f "$ROOT")"
+venv_real="$(readlink -f "$VENV")"
+if [ "${venv_real#"$(readlink -f "$ROOT")"/}" = "$venv_real" ]; then
+  say "$VENV is $venv_real, another checkout's: its rednet command is left to that checkout"
+elif [ -x "$VENV/bin/rednet" ] && [ "$(cat "$VENV/.rednet-package" 2>/dev/null || true)" = "$pkg_marker" ]; then
+  say "up to date ($VENV/bin/rednet)"
+else
+  say "pip install -e . (the package rednet, editable; no dependencies: requirements.txt has them)"
+  # setuptools >= 64 in .venv builds it without fetching anything; else pip fetches it
+  iso=""
+  "$VPY" -c 'import setuptools, sys; sys.exit(int(setuptools.__version__.split(".")[0]) < 64)' >/dev/null 2>&1 \
+    && iso="--no-build-isolation"
+  "$VPY" -m pip install -q --no-deps $iso -e "$ROOT" || fail "pip install -e . into $VENV failed"
+  echo "$pkg_marker" > "$VENV/.rednet-package"
+  did_something=1
+fi
 
 mkdir -p "$CAFFE_DIR"
 write_env() { write_env_file "$ENV_FILE" "$@"; }

@@ -1,13 +1,18 @@
-"""``bin/python -m rednet <command> ...``: the project's command line.
+"""``bin/python -m rednet <command> ...``: the project's command line (``rednet <command>`` once installed).
 
 Each command lives in its own module, which defines ``register(subparsers)``; the
 module's parser sets ``func`` to the function that runs it.  A :class:`UserError`
 becomes a one-line ``error: ...`` on stderr and exit status 2.
+
+``pip install -e .`` (done by ``make setup``) installs the console command ``rednet``
+(:func:`cli`), which runs the same command line through ``bin/python``: the environment in
+which the Caffe build's pycaffe and libraries are found.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .errors import UserError
@@ -28,7 +33,8 @@ COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rednet", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=os.environ.get("REDNET_PROG", "python -m rednet"),
+                                     description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -53,6 +59,18 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     return int(rc or 0)
+
+
+def cli() -> None:
+    """The ``rednet`` console command: ``main()`` in bin/python's environment. Outside it (no
+    ``REDNET_CAFFE_BIN``, which bin/python sets) it runs itself again through the checkout's
+    bin/python; where there is none, here."""
+    from . import paths
+    py = paths.ROOT / "bin" / "python"
+    if "REDNET_CAFFE_BIN" not in os.environ and py.is_file():
+        os.environ.setdefault("REDNET_PROG", "rednet")
+        os.execv(str(py), [str(py), "-m", "rednet", *sys.argv[1:]])
+    sys.exit(main())
 
 
 if __name__ == "__main__":
