@@ -92,7 +92,6 @@ def test_metrics_reject_bad_shapes():
 # --------------------------------------------------------------------------- lookup by name
 def test_metrics_by_name_as_basicsr_calculate_metric():
     """METRIC_REGISTRY / calculate_metric: the metric named by opt["type"], the rest its options."""
-    from rednet.lookup import Registry
     assert metrics.METRIC_REGISTRY.keys() == ("psnr", "ssim")
     assert metrics.SR_PROTOCOLS == ("authors", "srcnn") == metrics.SR_PROTOCOL_REGISTRY.keys()
     rng = np.random.default_rng(2)
@@ -104,11 +103,6 @@ def test_metrics_by_name_as_basicsr_calculate_metric():
     assert metrics.calculate_metric({"img": img, "ref": ref}, {"type": "ssim"}) == metrics.ssim(img, ref)
     with pytest.raises(KeyError, match="no metric named 'lpips': expected one of psnr, ssim"):
         metrics.calculate_metric({"img": img, "ref": ref}, {"type": "lpips"})
-    reg = Registry("thing")
-    reg.register("a", obj=len)
-    with pytest.raises(KeyError, match="already registered"):
-        reg.register("a")(abs)
-    assert "a" in reg and list(reg) == ["a"] and reg.get("a") is len
 
 
 # --------------------------------------------------------------------------- denoising protocol
