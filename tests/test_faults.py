@@ -479,3 +479,52 @@ def test_training_onto_a_disk_that_fills_up(cut, tmp_path):
             assert info["sessions"][-1]["start_iter"] == 10
             assert info["status"] == "done" and info["iterations_trained"] == 40
 
+
+# --------------------------------------------------------------------------- restore and tables onto a full disk
+@needs_caffe
+def test_restore_and_tables_onto_a_full_disk(toy_model, datasets_dir, tmp_path):
+    """A tmpfs of two pages: the restored PNG (and a table cell or tables.md) does not fit.
+    One line naming the output and `disk full`, exit 2, no temporary or partial file left,
+    no tables.md.  Before: an OSError traceback (exit 1)."""
+    img = datasets_dir / "Set12" / "01.png"
+    with _tmpfs(tmp_path / "full", "8k") as m:
+        out = m / "restored.png"
+        one_error_line(cli("restore", "--task", "denoise", "--sigma", "30", "--no-ensemble", "--model",
+                           str(toy_model["model"]), str(img), str(out)), str(out), "disk full")
+        assert list(m.iterdir()) == []
+        res = m / "results"
+        r = cli("tables", "--tables", "3", "--limit", "1", "--zoo-only", "--out", str(res), "--datasets",
+                str(datasets_dir))
+        # the progress bars of the cells computed before come first: the last line is the error
+        assert r.stderr.count("error: ") == 1 and "Traceback" not in r.stderr, r.stderr
+        one_error_line((r.returncode, r.stderr.strip().splitlines()[-1]), f"--out {res}", "disk full while writing",
+                       str(res / "per_image"))
+        left = [p for p in m.rglob("*") if p.is_file()]
+        assert not [p for p in left if p.name.startswith(".")], left
+        assert not (res / "tables.md").exists() and not (res / "tables.csv").exists()
+
+
+@needs_caffe
+def test_restore_with_a_strided_net_refuses_sizes_it_cannot_take(caffe, datasets_dir, tmp_path):
+    """A net with a stride-2 convolution (and its mirrored deconvolution) takes only even
+    sizes: a 255x256 image is one line naming the file and the multiple, before the forward
+    pass (before: Caffe aborted on the skip sum's shape check, a core dump and a stack trace);
+    256x256 is restored."""
+    from PIL import Image
+    from rednet import netgen
+    cfg = netgen.NetConfig("strided", depth=4, width=8, skip=1, stride=2, down=1)
+    d = tmp_path / "strided"
+    d.mkdir()
+    (d / "deploy.prototxt").write_text(netgen.render_deploy(cfg))
+    model = d / "strided.caffemodel"
+    caffe.Net(str(d / "deploy.prototxt"), caffe.TEST).save(str(model))
+    src = np.asarray(Image.open(datasets_dir / "Set12" / "01.png"))
+    odd = tmp_path / "odd.png"
+    Image.fromarray(src[:, :255]).save(odd)
+    out = tmp_path / "out.png"
+    base = ["restore", "--task", "denoise", "--sigma", "30", "--model", str(model)]
+    for extra in (["--no-ensemble"], []):
+        one_error_line(cli(*base, *extra, str(odd), str(out)), str(odd), "255x256", "multiples of 2")
+        assert not out.exists()
+    r = cli(*base, "--no-ensemble", str(datasets_dir / "Set12" / "01.png"), str(out))
+    assert r.returncode == 0 and out.is_file(), r.stderr
