@@ -402,3 +402,129 @@ def test_a_tiled_restore_shows_its_progress(toy_model, tmp_path):
     # the automatic tile size: a budget too small for the whole image tiles it
     rs = Restorer(toy_model["model"].parent / "deploy.prototxt", toy_model["model"])
     assert rs.n_tiles(6000, 6000) > 1 and rs.n_tiles(100, 100) == 1
+
+
+# --------------------------------------------------------------------------- training onto a disk that fills up
+def _resume_hint(text: str) -> list[str]:
+    """The command of the ``resume with: ... (or the same command again)`` hint, as words."""
+    import shlex
+    hint = text.split("resume with: ", 1)[1].split(" (or the same command again)", 1)[0]
+    words = shlex.split(hint)
+    assert words[:2] == ["bin/python", "-m"], hint
+    return [PY, *words[1:]]
+
+
+@needs_caffe
+@pytest.mark.parametrize("cut", ["caffemodel", "solverstate"])
+def test_training_onto_a_disk_that_fills_up(cut, tmp_path):
+    """`--runs-dir` on a tmpfs that another writer fills while caffe runs (caffe is frozen
+    with SIGSTOP right after it starts, the free space is taken down to what the snapshot at
+    10 and half of the .caffemodel (or of the .solverstate) at 20 need, then caffe goes on):
+    Caffe's own snapshot write fails (`Check failed: proto.SerializeToOstream`).  One line
+    `error: disk full at <snapshots folder> ...` naming iteration 20 as where caffe stopped
+    and the last complete snapshot; run.json counts only what complete snapshots hold; the
+    cut file is gone; the printed resume command (with --runs-dir) finishes the run once
+    there is room.  Before: a cut .caffemodel gave an OSError traceback (run.json could not be
+    written); a cut .solverstate stayed, the message began `caffe stopped after iteration 19`."""
+    from rednet import train as T
+    from test_train import train_args, write_toy
+    toy = write_toy(tmp_path / "toy", max_iter=40, snapshot=10, width=64, test_interval=1000)
+    shapes = T.param_shapes(Path(toy["deploy"]))
+    n = sum(int(np.prod(s)) for _, ss in shapes for s in ss)
+    model, state = 4 * n, 8 * n                          # float32 weights; Adam's two moments
+    leave = model + state + (model // 2 if cut == "caffemodel" else model + state // 2)
+    with _tmpfs(tmp_path / "runs", "40m") as runs:
+        run = runs / "full"
+        proc = subprocess.Popen([PY, "-m", "rednet", *train_args(toy, runs, "full")], cwd=ROOT,
+                                env=dict(os.environ, OPENBLAS_NUM_THREADS="1"), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: (run / "caffe.pid").is_file() or proc.poll() is not None, what="caffe to start")
+            pid = int((run / "caffe.pid").read_text())
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                assert "_iter_10" not in (run / "train.log").read_text(), "caffe was too quick"
+                st = os.statvfs(runs)
+                with open(runs / "other writer", "wb") as f:
+                    os.posix_fallocate(f.fileno(), 0, st.f_bavail * st.f_frsize - leave)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            out, err = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        line = one_error_line((proc.returncode, err), f"disk full at {run / 'snapshots'} writing "
+                              f"toy_denoise-s30_iter_20.{cut}", "caffe stopped at iteration 20,",
+                              f"--runs-dir {runs}")
+        info = json.loads((run / "run.json").read_text())
+        held = 10 if cut == "caffemodel" else 20           # a complete .caffemodel holds 20
+        assert info["status"] == "failed" and info["iterations_trained"] == held, info
+        assert f"last complete snapshot: iteration {held}" in line
+        snaps = sorted(p.name for p in (run / "snapshots").iterdir())
+        want = ["toy_denoise-s30_iter_10.caffemodel", "toy_denoise-s30_iter_10.solverstate"]
+        if cut == "solverstate":
+            want.append("toy_denoise-s30_iter_20.caffemodel")
+            assert "the run resumes from iteration 10" in line
+        assert snaps == sorted(want) and not list(run.rglob(".*tmp*"))
+        for it in ([10] if cut == "caffemodel" else [10, 20]):
+            assert T.check_model(run / "snapshots" / f"toy_denoise-s30_iter_{it}.caffemodel", shapes)[0] is None
+        if cut == "solverstate":
+            # room again: the printed command resumes from 10 and finishes the run
+            (runs / "other writer").unlink()
+            r = subprocess.run(_resume_hint(line), cwd=ROOT, capture_output=True, text=True, timeout=300,
+                               env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+            assert r.returncode == 0, r.stderr
+            info = json.loads((run / "run.json").read_text())
+            assert info["sessions"][-1]["start_iter"] == 10
+            assert info["status"] == "done" and info["iterations_trained"] == 40
+
+
+# --------------------------------------------------------------------------- restore and tables onto a full disk
+@needs_caffe
+def test_restore_and_tables_onto_a_full_disk(toy_model, datasets_dir, tmp_path):
+    """A tmpfs of two pages: the restored PNG (and a table cell or tables.md) does not fit.
+    One line naming the output and `disk full`, exit 2, no temporary or partial file left,
+    no tables.md.  Before: an OSError traceback (exit 1)."""
+    img = datasets_dir / "Set12" / "01.png"
+    with _tmpfs(tmp_path / "full", "8k") as m:
+        out = m / "restored.png"
+        one_error_line(cli("restore", "--task", "denoise", "--sigma", "30", "--no-ensemble", "--model",
+                           str(toy_model["model"]), str(img), str(out)), str(out), "disk full")
+        assert list(m.iterdir()) == []
+        res = m / "results"
+        r = cli("tables", "--tables", "3", "--limit", "1", "--zoo-only", "--out", str(res), "--datasets",
+                str(datasets_dir))
+        # the progress bars of the cells computed before come first: the last line is the error
+        assert r.stderr.count("error: ") == 1 and "Traceback" not in r.stderr, r.stderr
+        one_error_line((r.returncode, r.stderr.strip().splitlines()[-1]), f"--out {res}", "disk full while writing",
+                       str(res / "per_image"))
+        left = [p for p in m.rglob("*") if p.is_file()]
+        assert not [p for p in left if p.name.startswith(".")], left
+        assert not (res / "tables.md").exists() and not (res / "tables.csv").exists()
+
+
+@needs_caffe
+def test_restore_with_a_strided_net_refuses_sizes_it_cannot_take(caffe, datasets_dir, tmp_path):
+    """A net with a stride-2 convolution (and its mirrored deconvolution) takes only even
+    sizes: a 255x256 image is one line naming the file and the multiple, before the forward
+    pass (before: Caffe aborted on the skip sum's shape check, a core dump and a stack trace);
+    256x256 is restored."""
+    from PIL import Image
+    from rednet import netgen
+    cfg = netgen.NetConfig("strided", depth=4, width=8, skip=1, stride=2, down=1)
+    d = tmp_path / "strided"
+    d.mkdir()
+    (d / "deploy.prototxt").write_text(netgen.render_deploy(cfg))
+    model = d / "strided.caffemodel"
+    caffe.Net(str(d / "deploy.prototxt"), caffe.TEST).save(str(model))
+    src = np.asarray(Image.open(datasets_dir / "Set12" / "01.png"))
+    odd = tmp_path / "odd.png"
+    Image.fromarray(src[:, :255]).save(odd)
+    out = tmp_path / "out.png"
+    base = ["restore", "--task", "denoise", "--sigma", "30", "--model", str(model)]
+    for extra in (["--no-ensemble"], []):
+        one_error_line(cli(*base, *extra, str(odd), str(out)), str(odd), "255x256", "multiples of 2")
+        assert not out.exists()
+    r = cli(*base, "--no-ensemble", str(datasets_dir / "Set12" / "01.png"), str(out))
+    assert r.returncode == 0 and out.is_file(), r.stderr

@@ -149,6 +149,7 @@ def test_tiny_run_through_the_real_binary(toy, tmp_path):
     before = (run / "snapshots" / "toy_denoise-s30_iter_20.caffemodel").read_bytes()
     r2 = cli(*train_args(toy, runs, "t1", "--iters", "20"))
     assert r2.returncode == 0 and "nothing to do" in r2.stdout
+    assert json.loads((run / "run.json").read_text())["iterations_trained"] == 20
     assert (run / "snapshots" / "toy_denoise-s30_iter_20.caffemodel").read_bytes() == before
 
 
@@ -262,7 +263,11 @@ def test_sigterm_stops_with_a_snapshot_and_resumes_exactly(tmp_path):
     stopped_at = info["iterations_trained"]
     assert info["status"] == "stopped" and 37 < stopped_at < 300 and "stopped at iteration" in out
     assert (run / "snapshots" / f"toy_denoise-s30_iter_{stopped_at}.solverstate").is_file()
-    r = cli(*train_args(toy, runs, "term"))
+    # resumed with the command it prints (the run's --runs-dir and files in it)
+    import shlex
+    hint = shlex.split(out.split("resume with: ", 1)[1].split(" (or the same command again)")[0])
+    assert hint[:2] == ["bin/python", "-m"] and hint[hint.index("--runs-dir") + 1] == str(runs), hint
+    r = subprocess.run([PY, *hint[1:], "--no-progress"], cwd=ROOT, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     final = "toy_denoise-s30_iter_300.caffemodel"
     assert same_weights(run / "snapshots" / final, runs / "ref" / "snapshots" / final)

@@ -37,9 +37,11 @@ def atomic_path(dest: os.PathLike | str, suffix: str | None = None):
         if os.path.exists(tmp):
             os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None:
+            e.filename = str(dest)       # a failed write() names no file: name what was being written
         raise
 
 

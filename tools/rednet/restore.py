@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -140,6 +141,20 @@ def receptive_radius(deploy: Path) -> int | None:
         elif layer.type in ("Pooling", "Crop", "InnerProduct", "Resize", "Interp"):
             return None
     return radius
+
+
+def size_factor(deploy: Path) -> int:
+    """The product of the strides of the net's Convolution and Pooling layers: input sides
+    must be multiples of it (1 for the stride-1 RED-Nets)."""
+    f = 1
+    for layer in _read_netparam(deploy, binary=False).layer:
+        if layer.type == "Convolution":
+            p = layer.convolution_param
+            f *= max(list(p.stride) or [p.stride_h or 1, p.stride_w or 1])
+        elif layer.type == "Pooling":
+            p = layer.pooling_param
+            f *= max(p.stride, p.stride_h, p.stride_w, 1)
+    return f
 
 
 # --------------------------------------------------------------------------- finding models
@@ -317,6 +332,7 @@ class Restorer:
         self.output = self.net.outputs[0]
         self.channels = int(self.net.blobs[self.input].shape[1])
         self.radius = receptive_radius(self.deploy)
+        self.factor = size_factor(self.deploy)
         self.tile = tile
         self.max_memory_mb = max_memory_mb
         self.progress = progress
@@ -346,7 +362,17 @@ class Restorer:
         side = int(math.sqrt(budget)) - 2 * self.radius
         return max(side, 16)
 
+    def check_size(self, h: int, w: int, name: str = "input") -> None:
+        """Raise UserError unless an ``h`` x ``w`` input passes the net's strided layers
+        (which need multiples of :attr:`factor`; other sizes make Caffe abort on a shape check)."""
+        f = self.factor
+        if h % f or w % f:
+            raise UserError(f"{name}: the net input is {w}x{h} pixels, but {rel(self.deploy)} down-samples "
+                            f"by {f} (strided layers) and needs a width and height that are multiples of "
+                            f"{f} (e.g. crop to {max(f, w // f * f)}x{max(f, h // f * f)})")
+
     def _forward_whole(self, x: np.ndarray) -> np.ndarray:
+        self.check_size(*x.shape[-2:])
         blob = self.net.blobs[self.input]
         blob.reshape(1, *x.shape)
         self.net.reshape()
@@ -433,8 +459,13 @@ def write_image(path: os.PathLike | str, img: np.ndarray) -> None:
     """Write uint8 ``img`` atomically (format from the suffix)."""
     from PIL import Image
     path = Path(path)
-    with atomic_path(path) as tmp:
-        Image.fromarray(img).save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
+    try:
+        with atomic_path(path) as tmp:
+            Image.fromarray(img).save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
+    except OSError as e:             # the temporary file is removed: nothing is left there
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise UserError(f"{path}: {'disk full' if full else 'cannot write there'} ({e.strerror or e}); nothing "
+                        f"written there: {'free space and run again' if full else 'choose another OUT='}") from None
 
 
 def restore_array(restorer: Restorer, img: np.ndarray, task: Task, level: float,
@@ -454,7 +485,10 @@ def restore_array(restorer: Restorer, img: np.ndarray, task: Task, level: float,
         img = img[..., 0]
     if restorer.channels == 3 and img.ndim == 2:
         raise UserError(f"{name}: grayscale image, but the model expects colour (3 channels)")
-    run = lambda a: restorer.restore(a, ensemble)  # noqa: E731
+
+    def run(a):
+        restorer.check_size(*a.shape[-2:], name=name)      # before Caffe sees a size it cannot take
+        return restorer.restore(a, ensemble)
     if task.kind == "denoise":
         x = img.astype(np.float32) / 255.0
         if restorer.channels == 3:

@@ -30,6 +30,7 @@ with the tables written by :mod:`rednet.report`.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
@@ -718,7 +719,14 @@ def cmd_tables(args) -> int:
                      limit=args.limit, seed=args.seed, max_memory_mb=args.max_memory,
                      red_nets=red_nets, tables=_parse_tables(args.tables), out=Path(args.out),
                      zoo_only=args.zoo_only)
-    res = run(cfg)
+    try:
+        res = run(cfg)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # every file is written under a temporary name and renamed: the one cut short is gone
+        raise UserError(f"--out {args.out}: disk full while writing {rel(e.filename) if e.filename else 'results'} "
+                        f"({e.strerror}); the cells finished before are kept: free space and run again") from None
     print(f"wrote {rel(cfg.out / 'tables.md')} and {rel(cfg.out / 'tables.csv')}: "
           f"{len(res['ours'])} cells computed, {len(res['missing'])} without a result (listed in tables.md)")
     return 0

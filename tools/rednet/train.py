@@ -44,12 +44,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
+import errno
 import fcntl
 import hashlib
 import json
 import math
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -334,8 +336,9 @@ def quarantine(run_dir: Path, files: list[Path], why: str) -> list[Path]:
             os.replace(f, dest)
             moved.append(dest)
     if moved:
-        with open(q / "README.txt", "a") as fh:
-            fh.write(f"{_now()}  {why}: {', '.join(m.name for m in moved)}\n")
+        with contextlib.suppress(OSError):      # a note only: a full disk must not stop the move
+            with open(q / "README.txt", "a") as fh:
+                fh.write(f"{_now()}  {why}: {', '.join(m.name for m in moved)}\n")
     return moved
 
 
@@ -893,10 +896,18 @@ class Guard:
     last_good_iter: int | None = None
     diverged: str | None = None
     iteration: int | None = None
+    trained: int | None = None        # the last iteration trained (a loss logged, a snapshot begun)
+    writing: str | None = None        # the snapshot file Caffe named last (the one it was writing)
     fatal: list = field(default_factory=list)
     snapshots: list = field(default_factory=list)
     done: bool = False
     stopped: bool = False
+    log_full: bool = False            # train.log could not be written on (its disk is full)
+
+    def disk_full(self) -> bool:
+        """True when the run's disk filled up: Caffe could not write a snapshot (its
+        ``Check failed: proto.SerializeToOstream``) or train.log could not be written."""
+        return self.log_full or any("SerializeToOstream" in f or "No space left" in f for f in self.fatal)
 
     def loss(self, it: int, value: float) -> bool:
         """Record a training loss; True when it shows divergence."""
@@ -910,6 +921,31 @@ class Guard:
             self.last_good_iter = it
             return False
         return True
+
+
+class _Log:
+    """train.log, appended line by line.  A full disk stops the copy, not the run: Caffe
+    goes on until its own snapshot write fails, which is then reported."""
+
+    def __init__(self, path: Path):
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        self.full = False
+
+    def write(self, text: str) -> None:
+        if self.full:
+            return
+        try:
+            os.write(self.fd, text.encode())
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self.full = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
 
 
 def _prune_states(snap_dir: Path, keep_from: int | None) -> None:
@@ -934,6 +970,7 @@ def _follow(line: str, guard: Guard, bar, run_dir: Path, proc, log) -> bool:
         guard.fatal.append(ev.text)
     elif ev.kind == "loss":
         guard.iteration = ev.iteration
+        guard.trained = max(guard.trained or 0, ev.iteration)
         if ev.iteration > bar.n:
             bar.update(ev.iteration - bar.n)
         bar.set_postfix(loss=f"{ev.value:.4g}", refresh=False)
@@ -945,7 +982,13 @@ def _follow(line: str, guard: Guard, bar, run_dir: Path, proc, log) -> bool:
                 log.write(rest)
             log.write(f"# rednet train: {_now()} stopped caffe: {guard.diverged}\n")
             return True
+    elif ev.kind == "snapshot_model":
+        guard.writing = ev.path
+        m = SNAP_RE.search(ev.path)
+        if m:      # a snapshot at N is taken after N iterations
+            guard.trained = max(guard.trained or 0, int(m.group(1)))
     elif ev.kind == "snapshot_state":
+        guard.writing = ev.path
         guard.snapshots.append(ev.path)
         _prune_states(run_dir / "snapshots", guard.last_good_iter)
         m = SNAP_RE.search(ev.path)
@@ -976,7 +1019,7 @@ def run_caffe(run_dir: Path, start: int, state: Path | None, max_iter: int, *, g
     log_path = run_dir / "train.log"
     pid_path = run_dir / "caffe.pid"
     stop_reason = None
-    with open(log_path, "a", buffering=1) as log:
+    with _Log(log_path) as log:
         log.write(f"# rednet train: {_now()} {' '.join(cmd)}\n")
         proc = subprocess.Popen(cmd, cwd=paths.ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, bufsize=1, env=e)
@@ -1029,6 +1072,7 @@ def run_caffe(run_dir: Path, start: int, state: Path | None, max_iter: int, *, g
                 pid_path.unlink()
         if rc != 0 and not guard.diverged:
             log.write(f"# rednet train: {_now()} caffe exited with status {rc}\n")
+        guard.log_full = log.full
     if guard.diverged:
         return "diverged"
     if rc == 0 and (guard.stopped or stop_reason):
@@ -1098,6 +1142,7 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
             print(f"{paths.rel(run_dir)}: already trained to iteration {start} (ITERS={plan.max_iter}); nothing to do")
             info["sessions"].pop()
             info["status"] = "done"
+            info["iterations_trained"] = start
             _save_json(record_path, info)
             return info
         print(f"{'resuming' if state else 'starting'} {name}: iteration {start} -> {plan.max_iter}, "
@@ -1110,6 +1155,11 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
             outcome = run_caffe(run_dir, start, state, plan.max_iter, guard=guard, time_limit=time_limit,
                                 progress=progress, env=env)
         finally:
+            if guard.disk_full() and guard.writing:
+                # the file Caffe was writing when the disk filled is cut short: it holds
+                # nothing, and its room is what lets run.json be updated
+                with contextlib.suppress(OSError):
+                    _abs(guard.writing).unlink()
             snaps = snapshot_files(run_dir / "snapshots")
             if outcome == "diverged":
                 good = guard.last_good_iter if guard.last_good_iter is not None else start
@@ -1122,9 +1172,13 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
                                          "last_logged_iter": guard.iteration})
             info["status"] = {"done": "done", "stopped": "stopped", "diverged": "diverged"}.get(outcome, "failed")
             info["iterations_trained"] = end_iter
-            _save_json(record_path, info)
-    again = (f"resume with: bin/python -m rednet train --run {name} --runs-dir {runs_dir} (or the same command again)"
-             if runs_dir else f"resume with: make train RUN={name} (or the same command again)")
+            try:
+                _save_json(record_path, info)
+            except OSError as e:
+                if e.errno not in (errno.ENOSPC, errno.EDQUOT) or not guard.disk_full():
+                    raise
+                # run.json keeps the previous record, which never counts more than is held
+    again = "resume with: " + resume_command(name, runs_dir, solver=solver, data=data, val=val, deploy=deploy)
     if outcome == "done":
         print(f"done: {paths.rel(run_dir)} trained to iteration {end_iter}")
     elif outcome == "stopped":
@@ -1135,12 +1189,33 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
                          f"later snapshots in {paths.rel(run_dir / 'quarantine')}/; lower base_lr in the solver "
                          f"and start a fresh run")
     else:
+        at = f"caffe stopped at iteration {guard.trained if guard.trained is not None else start}"
+        held = f"last complete snapshot: iteration {end_iter}"
+        pairs = [it for it, pr in snapshot_files(run_dir / "snapshots").items() if len(pr) == 2]
+        if end_iter is not None and pairs and max(pairs) < end_iter:   # its solver state was cut short
+            held += f" (weights; the run resumes from iteration {max(pairs)})"
+        if guard.disk_full():
+            where = paths.rel(_abs(guard.writing).parent) if guard.writing else paths.rel(run_dir)
+            what = f" writing {Path(guard.writing).name}" if guard.writing else ""
+            raise TrainError(f"disk full at {where}{what}: {at}, {held}; free space on that disk, then {again}")
         why = guard.fatal[-1] if guard.fatal else "see the log"
-        if any("SerializeToOstream" in f or "No space left" in f for f in guard.fatal):
-            why = f"disk full at {paths.rel(run_dir / 'snapshots')}: free space and resume"
-        raise TrainError(f"caffe stopped after iteration {guard.iteration}, last complete snapshot: iteration "
-                         f"{end_iter} ({why}); log: {paths.rel(run_dir / 'train.log')}; {again}")
+        raise TrainError(f"{at}, {held} ({why}); log: {paths.rel(run_dir / 'train.log')}; {again}")
     return info
+
+
+def resume_command(name: str, runs_dir: str | Path | None = None, **sources: str | None) -> str:
+    """The command that resumes run ``name``: ``make train RUN=<name>`` for a run of the
+    default runs/ and files, else ``bin/python -m rednet train --run <name>`` with the
+    --runs-dir and the solver, data and deploy files the run was started with."""
+    given = [(k, v) for k, v in sources.items() if v]
+    if runs_dir is None and not given:
+        return f"make train RUN={name} (or the same command again)"
+    words = ["bin/python", "-m", "rednet", "train", "--run", name]
+    if runs_dir is not None:
+        words += ["--runs-dir", str(runs_dir)]
+    for k, v in given:
+        words += [f"--{k}", str(v)]
+    return f"{shlex.join(words)} (or the same command again)"
 
 
 # ------------------------------------------------------------------------ command line
