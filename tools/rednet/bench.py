@@ -510,33 +510,64 @@ def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Pa
         shutil.rmtree(work, ignore_errors=True)
 
 
+#: memory budget (MB) of the bench's 256x256 restore: enough for a batch of orientations of the
+#: whole image (RED30: 8 at a time in the stock build, 4 in the batch-parallel one, whose
+#: per-thread im2col buffers take memory); the restore command's default (2048) would tile RED30
+RESTORE_MEMORY_MB = 12288
+
 RESTORE_CODE = """
-import sys, time, caffe
+import json, os, sys, tempfile, time
+import numpy as np
+import caffe
+from rednet.restore import Restorer
 caffe.set_mode_cpu()
-net = caffe.Net(sys.argv[1], caffe.TEST)
-net.blobs[net.inputs[0]].reshape(1, net.blobs[net.inputs[0]].data.shape[1], 256, 256)
-net.reshape()
-net.forward()
-ts = []
-for _ in range(int(sys.argv[2])):
-    t0 = time.perf_counter(); net.forward(); ts.append(time.perf_counter() - t0)
-print(min(ts))
+deploy, reps, mb = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+net = caffe.Net(deploy, caffe.TEST)
+rng = np.random.default_rng(0)
+for blobs in net.params.values():
+    w = blobs[0].data
+    w[...] = rng.normal(0, np.sqrt(2.0 / np.prod(w.shape[1:])), w.shape)
+    for b in list(blobs)[1:]:
+        b.data[...] = 0
+x = rng.random((256, 256), dtype=np.float32)
+with tempfile.TemporaryDirectory() as tmp:
+    weights = os.path.join(tmp, "random.caffemodel")
+    net.save(weights)
+    del net
+    r = Restorer(deploy, weights, max_memory_mb=mb, progress=False)
+    ts = []
+    for _ in range(reps):
+        del r.passes[:]
+        t0 = time.perf_counter()
+        r.restore(x, ensemble=True)
+        ts.append(time.perf_counter() - t0)
+print(json.dumps({"seconds": min(ts), "batches": [p[0] for p in r.passes], "threads": r.threads}))
 """
 
 
-def restore_seconds(build: str, deploy: Path, reps: int) -> float:
-    """Seconds of one deploy forward of a 256x256 image (batch 1; the best of ``reps``)."""
-    r = subprocess.run([str(paths.ROOT / "bin" / "python"), "-c", RESTORE_CODE, str(deploy), str(reps)],
-                       cwd=paths.ROOT, capture_output=True, text=True, env=dict(os.environ, CAFFE=build), timeout=1200)
+def restore_timing(build: str, deploy: Path, reps: int, max_memory_mb: float = RESTORE_MEMORY_MB) -> dict:
+    """The 8-orientation ensemble restore of a 256x256 image (``Restorer.restore``, random
+    weights, orientations batched as ``max_memory_mb`` allows) in ``build``: ``seconds`` (the
+    best of ``reps``), ``batches`` (the batch size of each forward pass), ``threads`` (images
+    of a batch the build runs in parallel)."""
+    r = subprocess.run([str(paths.ROOT / "bin" / "python"), "-c", RESTORE_CODE, str(deploy), str(reps),
+                        str(max_memory_mb)],
+                       cwd=paths.ROOT, capture_output=True, text=True, env=dict(os.environ, CAFFE=build), timeout=3600)
     if r.returncode != 0:
         raise UserError(f"restore timing ({build}) failed: {r.stderr.strip().splitlines()[-1:]}")
-    return float(r.stdout.split()[-1])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def restore_seconds(build: str, deploy: Path, reps: int) -> float:
+    """Seconds of the 8-orientation ensemble restore of a 256x256 image (:func:`restore_timing`)."""
+    return restore_timing(build, deploy, reps)["seconds"]
 
 
 def build_rows(nets, work: Path, quick: bool, rounds: int = 2) -> list[dict]:
     """The stock and the batch-parallel Caffe build side by side: the same `caffe train` as
     above (solver and db of bench_net), alternated stock, fast, stock, fast, ..., so that both
-    see the same load; the median s/iter of each.  Also one 256x256 restore (deploy forward)."""
+    see the same load; the median s/iter of each.  Also the 256x256 ensemble restore
+    (:func:`restore_timing`: 8 orientations, batched)."""
     import statistics
     rows = []
     for n in nets:
@@ -548,14 +579,28 @@ def build_rows(nets, work: Path, quick: bool, rounds: int = 2) -> list[dict]:
             for b in ("stock", "fast"):
                 out = run_caffe(["train", "-solver", str(solver)], d / f"train_{b}_{k}.log", env=dict(os.environ, CAFFE=b))
                 spi[b].append(train_seconds_per_iter(out)[0])
-        restore = {b: restore_seconds(b, d / "deploy.prototxt", 1 if quick else 3) for b in ("stock", "fast")}
+        reps = 1 if quick else 2
+        timing = {b: restore_timing(b, d / "deploy.prototxt", reps) for b in ("stock", "fast")}
+        restore = {b: t["seconds"] for b, t in timing.items()}
+        batches = {b: t["batches"] for b, t in timing.items()}
         s, f = statistics.median(spi["stock"]), statistics.median(spi["fast"])
         r = {"net": n, "s_per_iter": spi, "stock_s_per_iter": s, "fast_s_per_iter": f, "speedup": s / f,
-             "restore_256_s": restore, "load": [l0, load()], "omp_threads": os.environ.get("OMP_NUM_THREADS")}
+             "restore_256_s": restore, "restore_256_batches": batches, "restore_max_memory_mb": RESTORE_MEMORY_MB,
+             "restore_reps": reps, "load": [l0, load()], "omp_threads": os.environ.get("OMP_NUM_THREADS")}
         rows.append(r)
-        print(f"{n}: stock {s:.3f} s/it, fast {f:.3f} s/it: {r['speedup']:.2f}x; restore 256x256 "
-              f"{restore['stock']:.3f} s / {restore['fast']:.3f} s (load {l0})", flush=True)
+        print(f"{n}: stock {s:.3f} s/it, fast {f:.3f} s/it: {r['speedup']:.2f}x; restore 256x256 (ensemble) "
+              f"{restore['stock']:.3f} s / {restore['fast']:.3f} s in batches of {_batches(batches['stock'])} / "
+              f"{_batches(batches['fast'])} (load {l0})", flush=True)
     return rows
+
+
+def _batches(sizes: list[int]) -> str:
+    """Batch sizes of a restore's forward passes, e.g. ``8`` or ``4+4`` or ``1x8``."""
+    if not sizes:
+        return "?"
+    if len(set(sizes)) == 1 and len(sizes) > 2:
+        return f"{sizes[0]}x{len(sizes)}"
+    return "+".join(map(str, sizes))
 
 
 def summary_csv(info: dict) -> str:
@@ -675,12 +720,18 @@ def report(info: dict) -> str:
     if info.get("builds"):
         lines += ["", "The stock and the batch-parallel build (`.caffe-fast`, tools/caffe_build/patches/fast/) "
                   "side by side: the same `caffe train`, alternated stock, fast, stock, fast (median s/iter); "
-                  "restore: one deploy forward of a 256x256 image (batch 1, best of 3).", "",
-                  "| net | stock: s/iter | fast: s/iter | fast / stock (training) | restore 256x256 stock / fast s | load |",
-                  "|---|---|---|---|---|---|"]
+                  "restore: the 8-orientation ensemble of a 256x256 image (`Restorer.restore`, random weights; "
+                  "the orientations in batches as a memory budget of "
+                  f"{info['builds'][0].get('restore_max_memory_mb', RESTORE_MEMORY_MB)} MB allows; best of "
+                  f"{info['builds'][0].get('restore_reps', 2)}).", "",
+                  "| net | stock: s/iter | fast: s/iter | fast / stock (training) | restore 256x256 (ensemble) "
+                  "stock / fast s | restore batches stock / fast | load |",
+                  "|---|---|---|---|---|---|---|"]
         for b in info["builds"]:
+            bt = b.get("restore_256_batches") or {}
             lines.append(f"| {b['net']} | {b['stock_s_per_iter']:.3f} | {b['fast_s_per_iter']:.3f} | {b['speedup']:.2f}x | "
-                         f"{b['restore_256_s']['stock']:.3f} / {b['restore_256_s']['fast']:.3f} | {b['load'][0]} |")
+                         f"{b['restore_256_s']['stock']:.3f} / {b['restore_256_s']['fast']:.3f} | "
+                         f"{_batches(bt.get('stock', []))} / {_batches(bt.get('fast', []))} | {b['load'][0]} |")
     if info.get("red30_blas_autodetect"):
         a = info["red30_blas_autodetect"]
         r30 = next((r for r in info["nets"] if r["net"] == "red30"), None)
