@@ -721,7 +721,7 @@ def register(subparsers) -> None:
     p.add_argument("--net", help="preset to use when searching (red10, red20, red30, red30-official)")
     p.add_argument("--deploy", help="deploy prototxt for a bare .caffemodel (default: beside it)")
     p.add_argument("--no-ensemble", action="store_true",
-                   help="one forward pass instead of the mean over 8 orientations (8x faster)")
+                   help="one forward pass instead of the mean over 8 orientations (an eighth of the computation)")
     p.add_argument("--per-channel", action="store_true",
                    help="denoise a colour image with a gray model, channel by channel")
     p.add_argument("--tile", type=int, default=None,
