@@ -82,9 +82,47 @@ def test_summary_csv_has_a_row_per_net_and_engine():
             "nets": [{"net": "red10", "batch": 16, "bound_peak_s": 0.25, "train": {"s_per_iter": 0.5}},
                      {"net": "red30", "batch": 16, "bound_peak_s": 1.0, "train": {"s_per_iter": 2.0}}],
             "builds": [{"net": "red10", "stock_s_per_iter": 0.8, "fast_s_per_iter": 0.4,
-                        "restore_256_s": {"stock": 0.3, "fast": 0.25}}],
+                        "restore_256_s": {"stock": 0.3, "fast": 0.25}, "restore_256_opencv": {"seconds": 0.5}},
+                       {"net": "red30", "stock_s_per_iter": 3.0, "fast_s_per_iter": 2.0}],
             "torch": {"nets": [{"net": "red10", "patches_per_s": 60.0, "vs_bound_peak": 0.9}]}}
     rows = bench.summary_csv(info).splitlines()
     assert rows[0] == "net,engine,train_patches_per_s,restore_256_s,pct_gemm_bound"
     assert rows[1:] == ["red10,caffe-stock,20.00,0.3000,31.2", "red10,caffe-fast,40.00,0.2500,62.5",
-                        "red30,caffe-fast,8.00,,50.0", "red10,pytorch,60.00,,90.0"]
+                        "red10,opencv,,0.5000,", "red30,caffe-stock,5.33,,33.3", "red30,caffe-fast,8.00,,50.0",
+                        "red10,pytorch,60.00,,90.0"]
+    # the restore is timed once per bench: for RED30 where measured, else the first net
+    assert bench.restore_net(["red10", "red30"]) == "red30" and bench.restore_net(["red20", "red10"]) == "red20"
+
+
+def test_opencv_restore_timing_is_the_same_net(tmp_path):
+    """The OpenCV dnn row restores with the same deploy net and weights as Caffe: the same
+    ensemble result (to float rounding), in two batches of 4 orientations."""
+    pytest.importorskip("cv2")
+    from test_restore import red_prototxt
+    deploy = tmp_path / "deploy.prototxt"
+    deploy.write_text(red_prototxt(depth=4, width=4))
+    t = bench.restore_timing("stock", deploy, 1, engine="opencv")
+    assert t["batches"] == [4, 4] and t["seconds"] > 0
+    assert t["max_abs_diff_vs_caffe"] < 1e-4
+
+
+@pytest.mark.parametrize("build", ["stock", pytest.param("fast", marks=pytest.mark.skipif(
+    not (ROOT / ".caffe-fast" / "env").is_file(), reason="the batch-parallel build .caffe-fast/ is absent"))])
+def test_restore_timing_runs_the_batched_ensemble(build, tmp_path, monkeypatch):
+    """The bench's 256x256 restore is the 8-orientation ensemble of `Restorer.restore`, all 8
+    orientations (a square image) in one forward pass where the budget allows, fewer where not;
+    the report and summary.csv show it."""
+    from test_restore import red_prototxt
+    deploy = tmp_path / "deploy.prototxt"
+    deploy.write_text(red_prototxt(depth=4, width=4))
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    t = bench.restore_timing(build, deploy, 1)
+    assert t["batches"] == [8] and t["seconds"] > 0
+    assert t["threads"] == (2 if build == "fast" else 1)
+    # 250 floats a pixel: this net's blobs take 29 a pixel and image, its im2col buffers 90 (stock,
+    # whatever the batch) or 2 x 90 (fast, 2 threads): batches of 4 (stock) or 2 (fast)
+    small = bench.restore_timing(build, deploy, 1, max_memory_mb=256 * 256 * 4 * 250 / 2 ** 20)
+    assert small["batches"] == ([4, 4] if build == "stock" else [2, 2, 2, 2])
+    assert sorted(small["batches"], reverse=True) == small["batches"] and 1 < max(small["batches"]) < 8
+    assert sum(small["batches"]) == 8
+    assert bench._batches([8]) == "8" and bench._batches([4, 4]) == "4+4" and bench._batches([1] * 8) == "1x8"

@@ -6,6 +6,7 @@ with random weights saved to a real ``.caffemodel`` by pycaffe.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -357,3 +358,113 @@ def test_restore_never_overwrites_its_input(tiny, tmp_path):
                        text=True, timeout=300)
     assert r.returncode == 2 and "need an output folder" in r.stderr
     assert not (tmp_path / "single.png").exists()
+
+
+# --------------------------------------------------------------------------- batched ensemble
+#: runs in `bin/python` under CAFFE=stock or CAFFE=fast: the shipped RED10 on a noisy, odd,
+#: non-square crop of a real image, the ensemble as it runs now (orientations of one shape in
+#: one batch) and as before (one orientation at a time, mapped back, summed in order), whole
+#: and in tiles; the input shape of every forward pass of the batched run is recorded
+ENSEMBLE_WORKER = r'''
+import json, sys
+import numpy as np
+import caffe
+from rednet.restore import ORIENTATIONS, Restorer, orient, read_image, unorient
+spec = json.loads(sys.argv[1])
+shapes = []
+plain_forward = caffe.Net.forward
+def spy(self, *a, **k):
+    shapes.append([int(d) for d in self.blobs[self.inputs[0]].data.shape])
+    return plain_forward(self, *a, **k)
+caffe.Net.forward = spy
+clean = read_image(spec["image"])[37:82, 101:168].astype(np.float64)      # 45 x 67
+x = ((clean + np.random.default_rng(7).normal(0, 30, clean.shape)) / 255).astype(np.float32)
+res = {}
+for case, tile in (("whole", None), ("tiled", 16)):
+    r = Restorer(spec["deploy"], spec["weights"], tile=tile, progress=False)
+    acc = None
+    for flip, k in ORIENTATIONS:
+        y = unorient(r.forward(np.ascontiguousarray(orient(x, flip, k))), flip, k).astype(np.float64)
+        acc = y if acc is None else acc + y
+    res[case + "_one_at_a_time"] = (acc / len(ORIENTATIONS)).astype(np.float32)
+    del shapes[:]
+    res[case] = r.restore(x, ensemble=True)
+    res[case + "_shapes"] = np.array(shapes)
+res["x"] = x
+res["threads"] = np.array(getattr(r, "threads", 0))
+np.savez(spec["out"], **res)
+'''
+
+
+@pytest.mark.parametrize("build", ["stock", pytest.param("fast", marks=pytest.mark.skipif(
+    not (ROOT / ".caffe-fast" / "env").is_file(), reason="the batch-parallel build .caffe-fast/ is absent"))])
+def test_batched_ensemble_equals_one_orientation_at_a_time(build, tmp_path, datasets_dir):
+    """The shipped RED10 (models/red10_denoise-s30) on a noisy 45x67 crop of Set12/01.png, in
+    each Caffe build (the fast one with 2 OpenMP threads): the ensemble runs the 4 orientations
+    of 45x67 in one batch and the 4 of 67x45 in another (whole image; in 16-pixel tiles, 4 tiles
+    a pass), and equals the 8 one-at-a-time passes to 1e-5."""
+    model = ROOT / "models" / "red10_denoise-s30"
+    script = tmp_path / "worker.py"
+    script.write_text(ENSEMBLE_WORKER)
+    spec = dict(deploy=str(model / "deploy.prototxt"), weights=str(model / "red10_denoise-s30.caffemodel"),
+                image=str(datasets_dir / "Set12" / "01.png"), out=str(tmp_path / "r"))
+    env = dict(os.environ, CAFFE=build, OMP_NUM_THREADS="2", GLOG_minloglevel="2")
+    p = subprocess.run([str(ROOT / "bin" / "python"), str(script), json.dumps(spec)], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    with np.load(str(tmp_path / "r.npz")) as z:
+        r = {k: z[k] for k in z.files}
+    assert [list(s) for s in r["whole_shapes"]] == [[4, 1, 45, 67], [4, 1, 67, 45]]
+    assert int(r["threads"]) == (2 if build == "fast" else 1)
+    tiled = r["tiled_shapes"]
+    assert len(tiled) == 2 * 3 * 5 and (tiled[:, 0] == 4).all() and tiled[:, 2:].max() <= 16 + 2 * 10
+    for case in ("whole", "tiled"):
+        got, want = r[case], r[case + "_one_at_a_time"]
+        assert got.shape == want.shape == (45, 67)
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=0, err_msg=f"{build} {case}")
+    np.testing.assert_allclose(r["tiled"], r["whole"], atol=1e-5, rtol=0)
+    assert np.abs(r["whole"] - r["x"]).mean() > 0.02      # the net does denoise
+
+
+def test_ensemble_batches_respect_the_memory_budget(tiny):
+    """A budget that holds 2 images of 29x41 but not 3: batches of 2 (the same result as one
+    at a time); a budget under one image: tiles, one image at a time. No pass exceeds it."""
+    from rednet.restore import Restorer
+    x = np.random.default_rng(5).random((29, 41), dtype=np.float32)
+    one = Restorer(*tiny, batch=1)
+    want = one.restore(x)
+    assert {p[0] for p in one.passes} == {1}
+    probe = Restorer(*tiny)
+    px = 29 * 41
+    mb = px * (probe.bytes_per_pixel(2) + probe.bytes_per_pixel(3)) / 2 / 2 ** 20
+    for budget, batch in ((mb, 2), (0.8 * px * probe.bytes_per_pixel(1) / 2 ** 20, 1)):
+        r = Restorer(*tiny, max_memory_mb=budget, progress=False)
+        got = r.restore(x)
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+        assert {p[0] for p in r.passes} == {batch}
+        for n, c, h, w in r.passes:
+            assert h * w * r.bytes_per_pixel(n) <= budget * 2 ** 20
+        whole = all((h, w) in ((29, 41), (41, 29)) for n, c, h, w in r.passes)
+        assert whole == (batch == 2)       # the whole image 2 at a time; tiles one at a time
+    assert probe.bytes_per_pixel(3) > probe.bytes_per_pixel(2) > probe.bytes_per_pixel(1)
+
+
+def test_a_pass_after_a_larger_batch_stays_in_the_budget(tiny):
+    """Caffe keeps each blob at its largest size: a large one-image pass after a batch of 8
+    small ones would hold the batch's blobs and the large image's buffers at once, over the
+    budget; the net is recreated before that pass instead (same result)."""
+    from rednet.restore import Restorer
+    r = Restorer(*tiny, max_memory_mb=1.0, progress=False)
+    budget = 2 ** 20
+    small = int(np.sqrt(budget / r.bytes_per_pixel(8)))
+    large = int(np.sqrt(budget / r.bytes_per_pixel(1)))
+    rng = np.random.default_rng(6)
+    r.restore(rng.random((small, small), dtype=np.float32))
+    assert r.passes == [(8, 1, small, small)]
+    held = 4 * sum(r._held.values())
+    assert held <= budget
+    net = r.net
+    big = rng.random((large, large), dtype=np.float32)
+    got = r.forward(big)
+    assert r.net is not net and 4 * sum(r._held.values()) <= budget
+    np.testing.assert_allclose(got, Restorer(*tiny, tile=0).forward(big), atol=1e-6, rtol=0)

@@ -31,6 +31,7 @@ other work runs are not comparable.  Results: ``results/bench/bench.{md,json}``.
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import json
 import os
 import platform
@@ -511,33 +512,87 @@ def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Pa
         shutil.rmtree(work, ignore_errors=True)
 
 
+#: memory budget (MB) of the bench's 256x256 restore: enough for a batch of orientations of the
+#: whole image (RED30: 8 at a time in the stock build, 4 in the batch-parallel one, whose
+#: per-thread im2col buffers take memory); the restore command's default (2048) would tile RED30
+RESTORE_MEMORY_MB = 12288
+
 RESTORE_CODE = """
-import sys, time, caffe
+import json, os, sys, tempfile, time
+import numpy as np
+import caffe
+from rednet.restore import Restorer
 caffe.set_mode_cpu()
-net = caffe.Net(sys.argv[1], caffe.TEST)
-net.blobs[net.inputs[0]].reshape(1, net.blobs[net.inputs[0]].data.shape[1], 256, 256)
-net.reshape()
-net.forward()
-ts = []
-for _ in range(int(sys.argv[2])):
-    t0 = time.perf_counter(); net.forward(); ts.append(time.perf_counter() - t0)
-print(min(ts))
+deploy, reps, mb = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+net = caffe.Net(deploy, caffe.TEST)
+rng = np.random.default_rng(0)
+for blobs in net.params.values():
+    w = blobs[0].data
+    w[...] = rng.normal(0, np.sqrt(2.0 / np.prod(w.shape[1:])), w.shape)
+    for b in list(blobs)[1:]:
+        b.data[...] = 0
+x = rng.random((256, 256), dtype=np.float32)
+with tempfile.TemporaryDirectory() as tmp:
+    weights = os.path.join(tmp, "random.caffemodel")
+    net.save(weights)
+    del net
+    r = Restorer(deploy, weights, max_memory_mb=mb, progress=False)
+    ts = []
+    for _ in range(reps):
+        del r.passes[:]
+        t0 = time.perf_counter()
+        r.restore(x, ensemble=True)
+        ts.append(time.perf_counter() - t0)
+    out = {"seconds": min(ts), "batches": [p[0] for p in r.passes], "threads": r.threads}
+    if len(sys.argv) > 4 and sys.argv[4] == "opencv":
+        # the same restore in OpenCV's dnn module (its own Caffe importer and kernels): the
+        # orientations of one shape in one batch, as above; checked against Caffe's result
+        import cv2
+        from rednet.restore import orient, unorient
+        cvnet = cv2.dnn.readNetFromCaffe(deploy, weights)
+        want = r.restore(x, ensemble=True)
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            acc = np.zeros_like(x)
+            for flips in (((False, 0), (False, 2), (True, 0), (True, 2)), ((False, 1), (False, 3), (True, 1), (True, 3))):
+                xs = np.stack([orient(x, f, k) for f, k in flips])[:, None]
+                cvnet.setInput(np.ascontiguousarray(xs, dtype=np.float32))
+                ys = cvnet.forward()
+                for (f, k), y in zip(flips, ys):
+                    acc += unorient(y[0], f, k)
+            ts.append(time.perf_counter() - t0)
+        out = {"seconds": min(ts), "batches": [4, 4], "threads": cv2.getNumThreads(),
+               "max_abs_diff_vs_caffe": float(np.abs(acc / 8 - want).max())}
+print(json.dumps(out))
 """
 
 
-def restore_seconds(build: str, deploy: Path, reps: int) -> float:
-    """Seconds of one deploy forward of a 256x256 image (batch 1; the best of ``reps``)."""
-    r = subprocess.run([str(paths.ROOT / "bin" / "python"), "-c", RESTORE_CODE, str(deploy), str(reps)],
-                       cwd=paths.ROOT, capture_output=True, text=True, env=dict(os.environ, CAFFE=build), timeout=1200)
+def restore_timing(build: str, deploy: Path, reps: int, max_memory_mb: float = RESTORE_MEMORY_MB,
+                   engine: str = "caffe") -> dict:
+    """The 8-orientation ensemble restore of a 256x256 image (``Restorer.restore``, random
+    weights, orientations batched as ``max_memory_mb`` allows) in ``build``: ``seconds`` (the
+    best of ``reps``), ``batches`` (the batch size of each forward pass), ``threads`` (images
+    of a batch the build runs in parallel).  ``engine="opencv"``: the same ensemble through
+    OpenCV's dnn module (``cv2.dnn.readNetFromCaffe``) instead, with ``max_abs_diff_vs_caffe``."""
+    r = subprocess.run([str(paths.ROOT / "bin" / "python"), "-c", RESTORE_CODE, str(deploy), str(reps),
+                        str(max_memory_mb), engine],
+                       cwd=paths.ROOT, capture_output=True, text=True, env=dict(os.environ, CAFFE=build), timeout=3600)
     if r.returncode != 0:
         raise UserError(f"restore timing ({build}) failed: {r.stderr.strip().splitlines()[-1:]}")
-    return float(r.stdout.split()[-1])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def restore_seconds(build: str, deploy: Path, reps: int) -> float:
+    """Seconds of the 8-orientation ensemble restore of a 256x256 image (:func:`restore_timing`)."""
+    return restore_timing(build, deploy, reps)["seconds"]
 
 
 def build_rows(nets, work: Path, quick: bool, rounds: int = 2) -> list[dict]:
     """The stock and the batch-parallel Caffe build side by side: the same `caffe train` as
     above (solver and db of bench_net), alternated stock, fast, stock, fast, ..., so that both
-    see the same load; the median s/iter of each.  Also one 256x256 restore (deploy forward)."""
+    see the same load; the median s/iter of each.  Also the 256x256 ensemble restore
+    (:func:`restore_timing`: 8 orientations, batched)."""
     import statistics
     rows = []
     for n in nets:
@@ -549,14 +604,41 @@ def build_rows(nets, work: Path, quick: bool, rounds: int = 2) -> list[dict]:
             for b in ("stock", "fast"):
                 out = run_caffe(["train", "-solver", str(solver)], d / f"train_{b}_{k}.log", env=dict(os.environ, CAFFE=b))
                 spi[b].append(train_seconds_per_iter(out)[0])
-        restore = {b: restore_seconds(b, d / "deploy.prototxt", 1 if quick else 3) for b in ("stock", "fast")}
         s, f = statistics.median(spi["stock"]), statistics.median(spi["fast"])
         r = {"net": n, "s_per_iter": spi, "stock_s_per_iter": s, "fast_s_per_iter": f, "speedup": s / f,
-             "restore_256_s": restore, "load": [l0, load()], "omp_threads": os.environ.get("OMP_NUM_THREADS")}
+             "load": [l0, load()], "omp_threads": os.environ.get("OMP_NUM_THREADS")}
+        msg = f"{n}: stock {s:.3f} s/it, fast {f:.3f} s/it: {r['speedup']:.2f}x"
+        if n == restore_net(nets):
+            reps = 1 if quick else 2
+            timing = {b: restore_timing(b, d / "deploy.prototxt", reps) for b in ("stock", "fast")}
+            r.update(restore_256_s={b: t["seconds"] for b, t in timing.items()},
+                     restore_256_batches={b: t["batches"] for b, t in timing.items()},
+                     restore_max_memory_mb=RESTORE_MEMORY_MB, restore_reps=reps)
+            msg += (f"; restore 256x256 (ensemble) {r['restore_256_s']['stock']:.3f} s / "
+                    f"{r['restore_256_s']['fast']:.3f} s in batches of {_batches(r['restore_256_batches']['stock'])} / "
+                    f"{_batches(r['restore_256_batches']['fast'])}")
+            if importlib.util.find_spec("cv2") is not None:
+                r["restore_256_opencv"] = restore_timing("stock", d / "deploy.prototxt", reps, engine="opencv")
+                msg += (f"; OpenCV dnn {r['restore_256_opencv']['seconds']:.3f} s (max |diff| vs Caffe "
+                        f"{r['restore_256_opencv']['max_abs_diff_vs_caffe']:.1e})")
         rows.append(r)
-        print(f"{n}: stock {s:.3f} s/it, fast {f:.3f} s/it: {r['speedup']:.2f}x; restore 256x256 "
-              f"{restore['stock']:.3f} s / {restore['fast']:.3f} s (load {l0})", flush=True)
+        print(msg + f" (load {l0})", flush=True)
     return rows
+
+
+def restore_net(nets) -> str:
+    """The net whose 256x256 ensemble restore the bench times: RED30 (the issue's figure), else
+    the first net measured (one restore timing per bench: each is 8 forward passes per engine)."""
+    return "red30" if "red30" in nets else list(nets)[0]
+
+
+def _batches(sizes: list[int]) -> str:
+    """Batch sizes of a restore's forward passes, e.g. ``8`` or ``4+4`` or ``1x8``."""
+    if not sizes:
+        return "?"
+    if len(set(sizes)) == 1 and len(sizes) > 2:
+        return f"{sizes[0]}x{len(sizes)}"
+    return "+".join(map(str, sizes))
 
 
 def summary_csv(info: dict) -> str:
@@ -567,10 +649,13 @@ def summary_csv(info: dict) -> str:
         bound = r["bound_peak_s"]
         b = builds.get(r["net"])
         if b:
+            restore = b.get("restore_256_s") or {}
             for e in ("stock", "fast"):
                 t = b[f"{e}_s_per_iter"]
-                rows.append([r["net"], f"caffe-{e}", f"{r['batch'] / t:.2f}", f"{b['restore_256_s'][e]:.4f}",
-                             f"{100 * bound / t:.1f}"])
+                rows.append([r["net"], f"caffe-{e}", f"{r['batch'] / t:.2f}",
+                             f"{restore[e]:.4f}" if e in restore else "", f"{100 * bound / t:.1f}"])
+            if b.get("restore_256_opencv"):
+                rows.append([r["net"], "opencv", "", f"{b['restore_256_opencv']['seconds']:.4f}", ""])
         else:
             t = r["train"]["s_per_iter"]
             rows.append([r["net"], f"caffe-{info['machine'].get('caffe_build', 'stock')}", f"{r['batch'] / t:.2f}", "",
@@ -674,12 +759,27 @@ def report(info: dict) -> str:
     if info.get("builds"):
         lines += ["", "The stock and the batch-parallel build (`.caffe-fast`, tools/caffe_build/patches/fast/) "
                   "side by side: the same `caffe train`, alternated stock, fast, stock, fast (median s/iter); "
-                  "restore: one deploy forward of a 256x256 image (batch 1, best of 3).", ""]
+                  "restore: the 8-orientation ensemble of a 256x256 image (`Restorer.restore`, random weights; "
+                  "the orientations in batches as a memory budget of "
+                  f"{info['builds'][0].get('restore_max_memory_mb', RESTORE_MEMORY_MB)} MB allows; best of "
+                  f"{info['builds'][0].get('restore_reps', 2)}).", ""]
+
+        def restore_cells(b: dict) -> list[str]:
+            if not b.get("restore_256_s"):
+                return ["(not timed)", ""]
+            bt = b.get("restore_256_batches") or {}
+            return [f"{b['restore_256_s']['stock']:.3f} / {b['restore_256_s']['fast']:.3f}",
+                    f"{_batches(bt.get('stock', []))} / {_batches(bt.get('fast', []))}"]
         lines += md_table(["net", "stock: s/iter", "fast: s/iter", "fast / stock (training)",
-                           "restore 256x256 stock / fast s", "load"],
+                           "restore 256x256 (ensemble) stock / fast s", "restore batches stock / fast", "load"],
                           [[b["net"], f"{b['stock_s_per_iter']:.3f}", f"{b['fast_s_per_iter']:.3f}", f"{b['speedup']:.2f}x",
-                            f"{b['restore_256_s']['stock']:.3f} / {b['restore_256_s']['fast']:.3f}", b["load"][0]]
-                           for b in info["builds"]])
+                            *restore_cells(b), b["load"][0]] for b in info["builds"]])
+        for b in info["builds"]:
+            o = b.get("restore_256_opencv")
+            if o:
+                lines += ["", f"OpenCV's dnn module (`cv2.dnn.readNetFromCaffe`, {o['threads']} threads) runs the same "
+                          f"{b['net']} ensemble restore (two batches of 4 orientations) in {o['seconds']:.3f} s; its result "
+                          f"differs from Caffe's by at most {o['max_abs_diff_vs_caffe']:.1e}."]
     if info.get("red30_blas_autodetect"):
         a = info["red30_blas_autodetect"]
         r30 = next((r for r in info["nets"] if r["net"] == "red30"), None)

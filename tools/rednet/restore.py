@@ -9,7 +9,9 @@
   reshaped), in overlapping tiles when the whole image would need more memory than
   ``max_memory_mb``; the overlap is the net's receptive-field radius, so the tiled result
   equals the untiled one. :meth:`Restorer.restore` averages the 8 orientations (4 rotations
-  of the image and of its mirror, each mapped back), as the authors' ``netforward.m``.
+  of the image and of its mirror, each mapped back), as the authors' ``netforward.m``; the
+  orientations of the same shape go through the net as one batch (as many as the memory
+  budget allows, :meth:`Restorer.plan`), which the batch-parallel Caffe build runs in parallel.
 - :func:`restore_file` is what the command does with one file: denoising or SR, gray or
   colour (SR: luminance through the net, chroma by bicubic).
 """
@@ -305,18 +307,39 @@ def unorient(y: np.ndarray, flip: bool, k: int) -> np.ndarray:
     return y
 
 
+def _batch_threads(caffe) -> int:
+    """How many images of a batch the imported Caffe build runs in parallel: 1 for the stock
+    build (image after image); for the batch-parallel build (``.caffe-fast``) its OpenMP
+    threads (``OMP_NUM_THREADS``, else the CPUs this process may use), as its
+    ``batch_threads()`` = min(OpenMP threads, batch)."""
+    if ".caffe-fast" not in Path(caffe.__file__).as_posix():
+        return 1
+    first = (os.environ.get("OMP_NUM_THREADS") or "").split(",")[0].strip()
+    if first.isdigit() and int(first) > 0:
+        return int(first)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 class Restorer:
     """A deploy net with weights, run on images of any size.
 
     ``x`` is C x H x W (or H x W for one channel) float32 in [0, 1] (noise not clipped); the
     result is the net's ``output`` blob (the restored image: the residual is inside the net).
     ``tile``: core tile side in pixels (None: chosen from ``max_memory_mb``; 0: never tile).
+    ``batch``: the most images in one forward pass of the ensemble (None: up to the 8
+    orientations, as many as ``max_memory_mb`` allows; 1: one at a time).
     ``progress``: a tiled image shows a progress bar over its tiles (stderr).
     """
 
     def __init__(self, deploy: os.PathLike | str, weights: os.PathLike | str, tile: int | None = None,
-                 max_memory_mb: float = DEFAULT_MAX_MEMORY_MB, check: bool = True, progress: bool = True):
+                 max_memory_mb: float = DEFAULT_MAX_MEMORY_MB, check: bool = True, progress: bool = True,
+                 batch: int | None = None):
         check_budget(tile, max_memory_mb)
+        if batch is not None and (not isinstance(batch, (int, np.integer)) or batch < 1):
+            raise UserError(f"batch {batch}: expected a number of images >= 1 (None: as many as fit)")
         caffe = _caffe()
         self.deploy, self.weights = Path(deploy), Path(weights)
         if not self.deploy.is_file():
@@ -324,39 +347,79 @@ class Restorer:
         if not self.weights.is_file():
             raise UserError(f"{self.weights}: caffemodel not found")
         _read_netparam(self.deploy, binary=False)       # a clear error before Caffe aborts
-        self.net = caffe.Net(str(self.deploy), caffe.TEST)
-        if check:
-            check_weights(self.net, self.deploy, self.weights)
-        self.net.copy_from(str(self.weights))
+        self._load_net(check)
         self.input = self.net.inputs[0]
         self.output = self.net.outputs[0]
         self.channels = int(self.net.blobs[self.input].shape[1])
         self.radius = receptive_radius(self.deploy)
         self.factor = size_factor(self.deploy)
         self.tile = tile
+        self.batch = None if batch is None else int(batch)
         self.max_memory_mb = max_memory_mb
         self.progress = progress
+        self.threads = _batch_threads(caffe)
+        self._floats = self._floats_per_pixel()
         self._bytes_per_pixel = self._estimate_bytes_per_pixel()
+        #: (batch, C, H, W) of every forward pass run, in order (for tests and the bench)
+        self.passes: list[tuple[int, ...]] = []
+
+    def _load_net(self, check: bool = False) -> None:
+        """(Re)create the net with its weights (Caffe frees the blobs of an old one); with
+        ``check`` the weights file is compared with the net first (one error line, not a
+        Caffe abort)."""
+        caffe = _caffe()
+        self.net = None
+        self.net = caffe.Net(str(self.deploy), caffe.TEST)
+        if check:
+            check_weights(self.net, self.deploy, self.weights)
+        self.net.copy_from(str(self.weights))
+        #: floats per pixel that Caffe holds allocated (a blob never shrinks): see _make_room
+        self._held = {"blobs": 0, "col": 0, "thread_cols": 0}
+
+    def _floats_per_pixel(self) -> tuple[int, int]:
+        """float32 values per input pixel of one image: (every blob, every layer's im2col
+        buffer). Stock Caffe keeps one im2col buffer per convolution (input channels x kh x kw
+        floats a pixel) for one image at a time, whatever the batch."""
+        blobs = cols = 0
+        for name, blob in self.net.blobs.items():
+            blobs += int(np.prod(blob.data.shape[1:2] or (1,)))
+        for name, params in self.net.params.items():
+            shp = params[0].data.shape
+            if len(shp) == 4:
+                cols += int(shp[1] * shp[2] * shp[3])
+        return blobs, cols
+
+    def _held_floats(self, n: int) -> dict[str, int]:
+        """Floats per pixel of one image that a forward pass of ``n`` images allocates: the
+        blobs n times; the im2col buffers once (stock), or in the batch-parallel build, when it
+        splits the batch over p = min(n, threads) > 1 threads, p per-thread buffers per layer."""
+        blobs, cols = self._floats
+        p = min(n, self.threads)
+        return {"blobs": n * blobs, "col": cols if p == 1 else 0, "thread_cols": p * cols if p > 1 else 0}
+
+    def bytes_per_pixel(self, n: int = 1) -> float:
+        """float32 bytes per pixel of one image for a forward pass of a batch of ``n``."""
+        return 4.0 * sum(self._held_floats(n).values())
 
     def _estimate_bytes_per_pixel(self) -> float:
-        """float32 bytes per input pixel: every blob plus every layer's im2col buffer
-        (stock Caffe keeps one per convolution: input channels x kh x kw floats a pixel)."""
-        n = 0
-        for name, blob in self.net.blobs.items():
-            n += int(np.prod(blob.data.shape[1:2] or (1,)))
-        for name, blobs in self.net.params.items():
-            shp = blobs[0].data.shape
-            if len(shp) == 4:
-                n += int(shp[1] * shp[2] * shp[3])
-        return 4.0 * n
+        """float32 bytes per input pixel of a one-image pass: every blob plus every layer's
+        im2col buffer."""
+        return self.bytes_per_pixel(1)
 
-    def tile_size(self, h: int, w: int) -> int:
-        """Core tile side for an h x w image (>= h and w means: one piece)."""
+    @property
+    def _budget_bytes(self) -> float:
+        return self.max_memory_mb * 2 ** 20
+
+    def _fits(self, n: int, pixels: int) -> bool:
+        return pixels * self.bytes_per_pixel(n) <= self._budget_bytes
+
+    def tile_size(self, h: int, w: int, batch: int = 1) -> int:
+        """Core tile side for an h x w image run ``batch`` at a time (>= h and w means: one piece)."""
         if self.tile == 0 or self.radius is None:
             return max(h, w)
         if self.tile:
             return int(self.tile)
-        budget = self.max_memory_mb * 2 ** 20 / self._bytes_per_pixel
+        budget = self._budget_bytes / self.bytes_per_pixel(batch)
         if h * w <= budget:
             return max(h, w)
         side = int(math.sqrt(budget)) - 2 * self.radius
@@ -371,74 +434,151 @@ class Restorer:
                             f"by {f} (strided layers) and needs a width and height that are multiples of "
                             f"{f} (e.g. crop to {max(f, w // f * f)}x{max(f, h // f * f)})")
 
-    def _forward_whole(self, x: np.ndarray) -> np.ndarray:
-        self.check_size(*x.shape[-2:])
-        blob = self.net.blobs[self.input]
-        blob.reshape(1, *x.shape)
-        self.net.reshape()
-        blob.data[0] = x
-        self.net.forward()
-        return np.array(self.net.blobs[self.output].data[0], dtype=np.float32, copy=True)
+    def plan(self, h: int, w: int, count: int = 1) -> tuple[int, int]:
+        """(batch, core tile side) for ``count`` images of h x w (the orientations of one shape).
 
-    def n_tiles(self, h: int, w: int) -> int:
-        """How many pieces an h x w image is run in (1: whole)."""
-        t = self.tile_size(h, w)
+        - The whole image, in batches as large as the memory budget allows (at most ``count``
+          and ``batch``): the largest n with h x w x :meth:`bytes_per_pixel` (n) <= budget.
+        - If not even one image fits: tiles as large as the budget allows for one image, one
+          at a time (as before batching: a batch would need smaller tiles, and their larger
+          share of overlap would be extra work).
+        - A fixed ``tile``: tiles of that side, batched as far as a batch of the largest
+          piece (the tile plus its margins) fits; ``tile`` 0 (or a net that is not tiled):
+          the whole image, batched as far as it fits.
+        Batches that do not fit at all are not run: at least one image goes through at a time.
+        """
+        cap = max(1, min(count, self.batch or count))
+
+        def largest(pixels: int) -> int:
+            return next((n for n in range(cap, 0, -1) if self._fits(n, pixels)), 1)
+        if self.tile == 0 or self.radius is None:
+            return largest(h * w), max(h, w)
+        if self.tile:
+            t = int(self.tile)
+            if t >= h and t >= w:
+                return largest(h * w), t
+            side = t + 2 * self.radius
+            return largest(min(h, side) * min(w, side)), t
+        if self._fits(1, h * w):
+            return largest(h * w), max(h, w)
+        return 1, self.tile_size(h, w, 1)
+
+    def _make_room(self, n: int, pixels: int) -> None:
+        """Before a pass of ``n`` images of ``pixels``: Caffe keeps each blob at the largest size
+        it has had, so a pass after a larger batch (or a larger image) holds the maximum of both;
+        when that maximum would exceed the budget and the pass alone would not, the net is
+        recreated (its old blobs freed)."""
+        new = {k: v * pixels for k, v in self._held_floats(n).items()}
+        after = {k: max(self._held[k], new[k]) for k in new}
+        if after != new and 4.0 * sum(after.values()) > self._budget_bytes:
+            self._load_net()
+            after = new
+        self._held = after
+
+    def _forward_batch(self, xs: np.ndarray) -> np.ndarray:
+        """One forward pass of the N x C x H x W batch ``xs``; N x C x H x W out."""
+        n, _, h, w = xs.shape
+        self.check_size(h, w)
+        self._make_room(n, h * w)
+        blob = self.net.blobs[self.input]
+        blob.reshape(*xs.shape)
+        self.net.reshape()
+        blob.data[...] = xs
+        self.net.forward()
+        self.passes.append(tuple(int(d) for d in xs.shape))
+        return np.array(self.net.blobs[self.output].data, dtype=np.float32, copy=True)
+
+    def n_tiles(self, h: int, w: int, batch: int = 1) -> int:
+        """How many pieces an h x w image is run in (1: whole), ``batch`` images at a time."""
+        return self._n_pieces(h, w, self.tile_size(h, w, batch))
+
+    @staticmethod
+    def _n_pieces(h: int, w: int, t: int) -> int:
         return 1 if t >= h and t >= w else math.ceil(h / t) * math.ceil(w / t)
 
     def _bar(self, total: int, h: int, w: int):
         from tqdm import tqdm
         return tqdm(total=total, desc=f"restore {w}x{h}", unit="tile", disable=not self.progress)
 
-    def forward(self, x: np.ndarray, bar=None) -> np.ndarray:
-        """One forward pass (tiled when needed, with a progress bar over the tiles, or
-        ``bar``); same shape out as in."""
+    def _run(self, xs: np.ndarray, t: int, bar=None) -> np.ndarray:
+        """The N x C x h x w batch ``xs`` through the net, whole or in tiles of core side ``t``
+        (each with the receptive radius as margin; the bar advances by N per tile)."""
+        _, _, h, w = xs.shape
+        if t >= h and t >= w:
+            return self._forward_batch(xs)
+        r = self.radius
+        y = np.empty_like(xs)
+        for y0 in range(0, h, t):
+            for x0 in range(0, w, t):
+                y1, x1 = min(y0 + t, h), min(x0 + t, w)
+                a0, b0 = max(y0 - r, 0), max(x0 - r, 0)
+                a1, b1 = min(y1 + r, h), min(x1 + r, w)
+                piece = self._forward_batch(np.ascontiguousarray(xs[:, :, a0:a1, b0:b1]))
+                y[:, :, y0:y1, x0:x1] = piece[:, :, y0 - a0:y1 - a0, x0 - b0:x1 - b0]
+                if bar is not None:
+                    bar.update(len(xs))
+        return y
+
+    def _as_chw(self, x: np.ndarray) -> tuple[np.ndarray, bool]:
         x = np.asarray(x, dtype=np.float32)
         squeeze = x.ndim == 2
         if squeeze:
             x = x[None]
         if x.shape[0] != self.channels:
             raise UserError(f"input has {x.shape[0]} channel(s), the net expects {self.channels}")
+        return x, squeeze
+
+    def forward(self, x: np.ndarray, bar=None) -> np.ndarray:
+        """One forward pass (tiled when needed, with a progress bar over the tiles, or
+        ``bar``); same shape out as in."""
+        x, squeeze = self._as_chw(x)
         c, h, w = x.shape
         t = self.tile_size(h, w)
-        if t >= h and t >= w:
-            y = self._forward_whole(x)
-        else:
-            r = self.radius
-            y = np.empty_like(x)
-            own = bar is None
+        own = bar is None and self._n_pieces(h, w, t) > 1
+        if own:
+            bar = self._bar(self._n_pieces(h, w, t), h, w)
+        try:
+            y = self._run(np.ascontiguousarray(x[None]), t, bar)[0]
+        finally:
             if own:
-                bar = self._bar(self.n_tiles(h, w), h, w)
-            try:
-                for y0 in range(0, h, t):
-                    for x0 in range(0, w, t):
-                        y1, x1 = min(y0 + t, h), min(x0 + t, w)
-                        a0, b0 = max(y0 - r, 0), max(x0 - r, 0)
-                        a1, b1 = min(y1 + r, h), min(x1 + r, w)
-                        piece = self._forward_whole(np.ascontiguousarray(x[:, a0:a1, b0:b1]))
-                        y[:, y0:y1, x0:x1] = piece[:, y0 - a0:y1 - a0, x0 - b0:x1 - b0]
-                        bar.update(1)
-            finally:
-                if own:
-                    bar.close()
+                bar.close()
         return y[0] if squeeze else y
 
     def restore(self, x: np.ndarray, ensemble: bool = True) -> np.ndarray:
-        """The restored image; with ``ensemble`` the mean of the 8 orientations mapped back."""
+        """The restored image; with ``ensemble`` the mean of the 8 orientations mapped back.
+
+        The orientations of the same shape (the 4 of h x w, the 4 of w x h; all 8 of a square
+        image) go through the net together, in batches of :meth:`plan`; the 8 results are
+        summed in the order of :data:`ORIENTATIONS` (float64), as one at a time."""
         if not ensemble:
             return self.forward(x)
-        h, w = np.shape(x)[-2:]
-        n = self.n_tiles(h, w)            # the same for every orientation (h and w swap)
-        bar = self._bar(n * len(ORIENTATIONS), h, w) if n > 1 else None
-        acc = None
+        x, squeeze = self._as_chw(x)
+        groups: dict[tuple[int, int], list[tuple[bool, int]]] = {}
+        for o in ORIENTATIONS:
+            groups.setdefault(orient(x, *o).shape[-2:], []).append(o)
+        plans = {shape: self.plan(*shape, count=len(os_)) for shape, os_ in groups.items()}
+        pieces = sum(len(os_) * self._n_pieces(*shape, plans[shape][1]) for shape, os_ in groups.items())
+        h, w = x.shape[-2:]
+        bar = self._bar(pieces, h, w) if pieces > len(ORIENTATIONS) else None
+        out: dict[tuple[bool, int], np.ndarray] = {}
         try:
-            for flip, k in ORIENTATIONS:
-                xo = np.ascontiguousarray(orient(np.asarray(x, dtype=np.float32), flip, k))
-                yo = unorient(self.forward(xo, bar), flip, k).astype(np.float64)
-                acc = yo if acc is None else acc + yo
+            for shape, os_ in groups.items():
+                n, t = plans[shape]
+                for chunk in np.array_split(np.arange(len(os_)), math.ceil(len(os_) / n)):
+                    batch = [os_[i] for i in chunk]
+                    xs = np.stack([orient(x, *o) for o in batch])
+                    ys = self._run(xs, t, bar)
+                    for o, y in zip(batch, ys):
+                        out[o] = unorient(y, *o)
         finally:
             if bar is not None:
                 bar.close()
-        return (acc / len(ORIENTATIONS)).astype(np.float32)
+        acc = None
+        for o in ORIENTATIONS:
+            yo = out[o].astype(np.float64)
+            acc = yo if acc is None else acc + yo
+        y = (acc / len(ORIENTATIONS)).astype(np.float32)
+        return y[0] if squeeze else y
 
 
 # --------------------------------------------------------------------------- image files
@@ -615,7 +755,7 @@ def register(subparsers) -> None:
     p.add_argument("--net", help="preset to use when searching (red10, red20, red30, red30-official)")
     p.add_argument("--deploy", help="deploy prototxt for a bare .caffemodel (default: beside it)")
     p.add_argument("--no-ensemble", action="store_true",
-                   help="one forward pass instead of the mean over 8 orientations (8x faster)")
+                   help="one forward pass instead of the mean over 8 orientations (an eighth of the computation)")
     p.add_argument("--per-channel", action="store_true",
                    help="denoise a colour image with a gray model, channel by channel")
     p.add_argument("--tile", type=int, default=None,
