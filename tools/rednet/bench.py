@@ -478,8 +478,14 @@ def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Pa
             env1 = dict(os.environ, OPENBLAS_NUM_THREADS="1")
             t1 = parse_time(run_caffe(["time", "-model", str(tr), "-iterations", "2" if quick else str(ITERS["red30"][1])],
                                       work / "red30_t1.log", env=env1))
-            info["red30_one_blas_thread"] = {"ms_fwd_bwd": t1["Forward-Backward"], "load": [l0, load()]}
-            print(f"red30 caffe time with OPENBLAS_NUM_THREADS=1: {t1['Forward-Backward'] / 1000:.3f} s", flush=True)
+            # the peak GEMM with one thread too: what the second core adds to the GEMM (where two
+            # vCPUs share one physical core's vector units, nearly nothing; then no build that
+            # splits the work over the two can gain much on the GEMM part)
+            g1 = gemm_rates(work, [], iters=2 if quick else 5, env=env1)["peak"]
+            info["red30_one_blas_thread"] = {"ms_fwd_bwd": t1["Forward-Backward"], "load": [l0, load()],
+                                             "gemm_peak_gflops": g1["gflops"]}
+            print(f"red30 caffe time with OPENBLAS_NUM_THREADS=1: {t1['Forward-Backward'] / 1000:.3f} s; "
+                  f"GEMM peak with one thread {g1['gflops']:.1f} GFLOP/s", flush=True)
         if threads_compare and "red30" in nets and os.environ.get("OPENBLAS_CORETYPE"):
             # the environment forces an OpenBLAS kernel: measure OpenBLAS's own choice too
             tr = work / "red30" / "train.prototxt"
@@ -793,6 +799,11 @@ def report(info: dict) -> str:
         r30 = next((r for r in info["nets"] if r["net"] == "red30"), None)
         lines += ["", f"RED30 `caffe time` with `OPENBLAS_NUM_THREADS=1`: {t['ms_fwd_bwd'] / 1000:.3f} s "
                   f"(default threads: {r30['time']['ms_fwd_bwd'] / 1000:.3f} s; load {t['load'][0]})."]
+        if t.get("gemm_peak_gflops"):
+            g2 = r30["gemm"]["peak"]["gflops"]
+            lines += [f"Peak GEMM with one BLAS thread {t['gemm_peak_gflops']:.0f} GFLOP/s, with the default threads "
+                      f"{g2:.0f} GFLOP/s: the other cores add {g2 / t['gemm_peak_gflops']:.2f}x to the GEMM rate (the "
+                      "most a build that splits the work over the cores can gain on the GEMM part of the time)."]
     lines += [
         "",
         f"train: `bin/caffe train` (Adam, HDF5 shards of {info['shard_size']} patches, a shard load every "
