@@ -344,7 +344,7 @@ def _body(card: dict) -> str:
     hours = t["wall_seconds"] / 3600
     lines = [
         f"# {card['name']}: {net}, {task}", "",
-        f"RED-Net `{net}` trained for `{task}` with the stock `caffe` binary: {it:,} iterations of "
+        f"RED-Net `{net}` trained for `{task}` with `caffe train`: {it:,} iterations of "
         f"batch {card['batch']} ({card['patches_seen']:,} patches), {hours:.1f} h of training in "
         f"{t['sessions']} session(s) on {', '.join(t['cpus'])}, Caffe build {', '.join(t['caffe_build'])}, "
         f"BLAS kernel {', '.join(t['blas_kernel'])}.",
