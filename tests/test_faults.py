@@ -276,6 +276,17 @@ def test_tables_and_restore_into_a_read_only_folder(read_only_dir, datasets_dir)
     assert sorted(p.name for p in read_only_dir.rglob("*")) == ["existing", "keep.txt"]
 
 
+@needs_caffe
+def test_train_into_a_read_only_runs_dir(read_only_dir, tmp_path):
+    """`--runs-dir` on a read-only disk: one line naming the run folder, before caffe starts,
+    nothing made (before: an OSError traceback from mkdir)."""
+    from test_train import train_args, write_toy
+    toy = write_toy(tmp_path / "toy", max_iter=4, snapshot=2, width=4, test_interval=1000)
+    for runs in (read_only_dir, read_only_dir / "existing" / "runs"):
+        one_error_line(cli(*train_args(toy, runs, "ro")), str(runs / "ro"), "Read-only file system")
+    assert sorted(p.name for p in read_only_dir.rglob("*")) == ["existing", "keep.txt"]
+
+
 def test_data_on_a_full_disk(datasets_dir, tmp_path, capsys, monkeypatch):
     """A disk too small is refused before anything is computed; a disk that fills up during
     the build (another writer took the room after the check: simulated by hiding the real

@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__, logparse, paths
-from .errors import UserError, atomic_path, atomic_write_text
+from .errors import UserError, atomic_path, atomic_write_text, check_writable
 from .datasets import sha256_file
 from .tasks import get_task, task_from_words
 
@@ -676,8 +676,12 @@ MAX_RUN_NAME = 100
 
 @contextlib.contextmanager
 def _locked(run_dir: Path):
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fh = open(run_dir / ".lock", "w")
+    check_writable(run_dir, paths.rel(run_dir))       # a read-only --runs-dir: one line, nothing made
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fh = open(run_dir / ".lock", "w")
+    except OSError as e:
+        raise UserError(f"{paths.rel(run_dir)}: cannot make the run folder there ({e.strerror or e})") from None
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
