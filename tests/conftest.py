@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,3 +82,29 @@ def caffe():
     import caffe as _caffe
     _caffe.set_mode_cpu()
     return _caffe
+
+
+# ------------------------------------------------------------------------ a tiny HDF5 database
+SHARD_ROWS = (21, 13, 30, 9)      # uneven on purpose: batches of 16 cross shard boundaries
+PATCH = 16
+
+
+def write_db(folder: Path, rows=SHARD_ROWS, seed=0, name="train") -> Path:
+    """A tiny denoising database: shards of clean 'label' and noisy 'data' patches."""
+    import h5py
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for k, n in enumerate(rows):
+        yy, xx = np.mgrid[0:PATCH, 0:PATCH] / PATCH
+        phase = rng.uniform(0, 6.28, size=(n, 1, 1, 1))
+        label = (0.5 + 0.4 * np.sin(3 * xx[None, None] + 2 * yy[None, None] + phase)).astype(np.float32)
+        data = (label + rng.normal(0, 0.1, label.shape)).astype(np.float32)
+        p = folder / f"{name}_{k:03d}.h5"
+        with h5py.File(p, "w") as f:
+            f["data"] = data
+            f["label"] = label
+        lines.append(str(p))
+    lst = folder / f"{name}.txt"
+    lst.write_text("\n".join(lines) + "\n")
+    return lst

@@ -82,14 +82,14 @@ def make_zoo_model(root: Path, name: str, net: str, task: str, deploy: Path, wei
 
 
 def empty_zoo(tmp_path: Path, monkeypatch) -> Path:
-    """An empty models/ and runs/ under ``tmp_path`` that rednet.restore searches instead of the
-    repository's; returns the models/ folder."""
-    from rednet import restore
+    """An empty models/ and runs/ under ``tmp_path`` that the model registry (rednet.models:
+    restore, tables, demo) searches instead of the repository's; returns the models/ folder."""
+    from rednet import models as registry
     models, runs = tmp_path / "models", tmp_path / "runs"
     models.mkdir()
     runs.mkdir()
-    monkeypatch.setattr(restore, "MODELS", models)
-    monkeypatch.setattr(restore, "RUNS", runs)
+    monkeypatch.setattr(registry, "MODELS", models)
+    monkeypatch.setattr(registry, "RUNS", runs)
     return models
 
 
@@ -271,7 +271,7 @@ def test_cli_bad_input(tmp_path, caffe, tiny, set5, case):
 
 
 def test_run_folder_takes_newest_snapshot(tmp_path, caffe):
-    from rednet.restore import from_run
+    from rednet.models import from_run
     run = tmp_path / "r"
     (run / "snapshots").mkdir(parents=True)
     for n in (100, 2000, 300):
@@ -468,3 +468,39 @@ def test_a_pass_after_a_larger_batch_stays_in_the_budget(tiny):
     got = r.forward(big)
     assert r.net is not net and 4 * sum(r._held.values()) <= budget
     np.testing.assert_allclose(got, Restorer(*tiny, tile=0).forward(big), atol=1e-6, rtol=0)
+# --------------------------------------------------------------------------- one order of preference
+def test_restore_tables_and_demo_prefer_the_same_model(tmp_path, monkeypatch, caffe):
+    """The registry's one order: red30 before red30-official before red20/red10, models/ before
+    runs/, then the newest file; restore (no --model), tables (a RED30 column) and the demo's
+    zoo comparison (rednet.models.pick_model) all take what it takes."""
+    import os
+
+    from rednet import models as registry
+    from rednet import restore, tables
+    from rednet.tasks import get_task
+    models = empty_zoo(tmp_path, monkeypatch)
+    deploy, weights = make_model(tmp_path / "made", caffe)
+    for name, net in (("a_official", "red30-official"), ("b_red30", "red30"), ("c_red10", "red10")):
+        make_zoo_model(models, name, net, "denoise-s30", deploy, weights)
+    run = registry.RUNS / "r30"                       # a newer red30 in runs/: models/ still wins
+    (run / "snapshots").mkdir(parents=True)
+    (run / "snapshots" / "red30_denoise-s30_iter_5.caffemodel").write_bytes(weights.read_bytes())
+    (run / "deploy.prototxt").write_text(deploy.read_text())
+    (run / "run.json").write_text('{"net": "red30", "task": "denoise-s30"}')
+    by_restore = restore.find_model(None, get_task("denoise-s30"))
+    assert by_restore.net == "red30" and by_restore.source == "models/" and by_restore.weights.parent.name == "b_red30"
+    cfg = tables.EvalConfig(out=tmp_path / "results")
+    by_tables, _ = tables.find_red_model("RED30", tables.TABLES[1], 30, cfg)       # Table 1, sigma 30
+    assert by_tables.weights == by_restore.weights
+    assert registry.pick_model("denoise-s30", nets=cfg.red_nets["RED30"]).weights == by_restore.weights
+    assert registry.pick_model("denoise-s30", "red10", zoo_only=True).weights.parent.name == "c_red10"
+    # without the zoo's red30, the run's red30 is preferred to the zoo's red30-official
+    import shutil
+    shutil.rmtree(models / "b_red30")
+    assert restore.find_model(None, get_task("denoise-s30")).source == "run r30"
+    # among runs of one net, the newest weights file
+    run2 = registry.RUNS / "r30b"
+    shutil.copytree(run, run2)
+    w2 = run2 / "snapshots" / "red30_denoise-s30_iter_5.caffemodel"
+    os.utime(w2, (w2.stat().st_mtime + 10, w2.stat().st_mtime + 10))
+    assert restore.find_model(None, get_task("denoise-s30")).source == "run r30b"

@@ -221,11 +221,8 @@ def test_tables_md_shows_every_paper_cell_in_the_papers_layout(paper, tmp_path):
 def test_tables_run_without_models_shows_the_paper(tmp_path, monkeypatch):
     """`tables` on the denoising tables with no model at all: every paper cell, ours `—`,
     and why (no model, not implemented, BM3D off); tables.csv has all the paper's rows."""
-    from rednet import restore
-    (tmp_path / "models").mkdir()
-    (tmp_path / "runs").mkdir()
-    monkeypatch.setattr(restore, "MODELS", tmp_path / "models")
-    monkeypatch.setattr(restore, "RUNS", tmp_path / "runs")
+    from test_restore import empty_zoo
+    empty_zoo(tmp_path, monkeypatch)
     out = tmp_path / "results"
     res = tables.run(tables.EvalConfig(tables=(1, 2, 6), out=out))
     assert res["ours"] == {} and len(res["missing"]) == 36 + 36 + 8

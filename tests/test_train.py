@@ -22,29 +22,7 @@ PY = str(ROOT / "bin" / "python")
 
 pytestmark = pytest.mark.skipif(not (ROOT / ".caffe" / "env").is_file(), reason="Caffe not set up (make setup)")
 
-SHARD_ROWS = (21, 13, 30, 9)      # uneven on purpose: batches of 16 cross shard boundaries
-PATCH = 16
-
-
-def write_db(folder: Path, rows=SHARD_ROWS, seed=0, name="train") -> Path:
-    """A tiny denoising database: shards of clean 'label' and noisy 'data' patches."""
-    import h5py
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for k, n in enumerate(rows):
-        yy, xx = np.mgrid[0:PATCH, 0:PATCH] / PATCH
-        phase = rng.uniform(0, 6.28, size=(n, 1, 1, 1))
-        label = (0.5 + 0.4 * np.sin(3 * xx[None, None] + 2 * yy[None, None] + phase)).astype(np.float32)
-        data = (label + rng.normal(0, 0.1, label.shape)).astype(np.float32)
-        p = folder / f"{name}_{k:03d}.h5"
-        with h5py.File(p, "w") as f:
-            f["data"] = data
-            f["label"] = label
-        lines.append(str(p))
-    lst = folder / f"{name}.txt"
-    lst.write_text("\n".join(lines) + "\n")
-    return lst
+from conftest import SHARD_ROWS, write_db  # noqa: E402,F401 (write_db: other tests import it from here)
 
 
 SOLVER = """train_net: "{d}/train.prototxt"
@@ -151,33 +129,6 @@ def test_tiny_run_through_the_real_binary(toy, tmp_path):
     assert r2.returncode == 0 and "nothing to do" in r2.stdout
     assert json.loads((run / "run.json").read_text())["iterations_trained"] == 20
     assert (run / "snapshots" / "toy_denoise-s30_iter_20.caffemodel").read_bytes() == before
-
-
-def test_schedule_matches_uninterrupted_order(tmp_path):
-    """The schedule started at sample k lists exactly the samples k, k+1, ... of the one started at 0."""
-    import h5py
-    sys.path.insert(0, str(ROOT / "tools"))
-    from rednet import train as T
-    lst = write_db(tmp_path / "db")
-    shards = T.read_list(lst)
-
-    def samples(start, n, seed):
-        dest = tmp_path / f"s{start}.txt"
-        T.write_schedule(dest, shards, start, start + n, seed, tmp_path / f"head{start}.h5", ("data", "label"))
-        out = []
-        for line in dest.read_text().split():
-            with h5py.File(line, "r") as f:
-                out.extend(np.asarray(f["data"])[:, 0, 0, 0])
-        return np.array(out[:n])
-
-    for seed in (None, 5):
-        full = samples(0, 400, seed)
-        for k in (16, 37, 73, 144, 250):
-            assert np.array_equal(samples(k, 400 - k, seed), full[k:]), (seed, k)
-    # with a seed the shard order changes between epochs
-    n = sum(SHARD_ROWS)
-    assert T.epoch_order(4, 0, 5) != T.epoch_order(4, 1, 5) or T.epoch_order(4, 2, 5) != T.epoch_order(4, 0, 5)
-    assert sorted(T.epoch_order(4, 3, 5)) == [0, 1, 2, 3] and n == 73
 
 
 def _wait_for(pred, timeout=120.0, step=0.002):
@@ -379,7 +330,7 @@ def test_old_skip_wiring_is_told_apart_from_he_blocks():
     from google.protobuf import text_format
 
     from rednet import netgen
-    from rednet.train import unrectified_sums
+    from rednet.sources import unrectified_sums
 
     def parsed(text):
         n = caffe_pb2.NetParameter()
@@ -421,12 +372,7 @@ def test_resume_flag_needs_a_run(toy, tmp_path):
 
 def test_no_disk_space_for_snapshots(toy, tmp_path):
     sys.path.insert(0, str(ROOT / "tools"))
-    from rednet import train as T
-    from rednet.errors import UserError
-    T.check_disk(tmp_path, n_params=10_000, history=2, snapshots_left=3, free=10 * 2**30)
-    with pytest.raises(UserError, match=r"MiB free on its disk.*snapshot"):
-        T.check_disk(tmp_path, n_params=5_000_000, history=2, snapshots_left=200, free=500 * 2**20)
-    # through the command: a run whose snapshots cannot fit is refused before caffe starts
+    # (the check itself: tests/test_snapshots.py) through the command: a run whose snapshots cannot fit is refused before caffe starts
     # (the check uses the real free space: ask for more snapshots than any disk here holds)
     r = cli(*train_args(toy, tmp_path / "runs", "huge", "--iters", "2000000000", "--snapshot-every", "1"))
     assert r.returncode == 2 and "MiB free" in r.stderr, r.stderr
@@ -469,7 +415,7 @@ def test_only_complete_snapshots_count_as_trained(toy, tmp_path):
     assert max(snaps) == 20
     snaps[20]["model"].write_bytes(b"")                      # a full disk: 0 bytes written
     shapes = T.param_shapes(run / "deploy.prototxt")
-    assert T.trained_to(run, shapes, fallback=0) == 10
+    assert T.trained_to(run / "snapshots", run / "quarantine", shapes, fallback=0) == 10
     assert 20 not in T.snapshot_files(run / "snapshots")
     assert (run / "quarantine" / snaps[20]["model"].name).is_file()
     # and a resumed run starts from iteration 10, trains to 30, and counts 30

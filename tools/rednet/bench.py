@@ -125,7 +125,7 @@ def openblas_info(lib: str | None, env: dict | None = None) -> dict:
 
 
 def machine() -> dict:
-    from .train import cpu_model
+    from .provenance import cpu_model
     cpu = cpu_model()
     binary = caffe_binary()
     lib = linked_blas(binary)
@@ -384,7 +384,7 @@ solver_mode: CPU
 
 def bench_net(name: str, work: Path, db_list: Path, train_iters: int, time_iters: int) -> dict:
     from . import netgen
-    from .train import read_prototxt, to_text
+    from .caffeio import read_prototxt, to_text
     cfg = netgen.get_preset(name)
     d = work / name
     d.mkdir(parents=True, exist_ok=True)

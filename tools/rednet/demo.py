@@ -20,8 +20,6 @@ newest snapshot, and the training time already spent counts against ``--minutes`
 """
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import time
 from pathlib import Path
 
@@ -50,30 +48,19 @@ def build_database(max_images: int, max_patches: int, shard_size: int, progress:
                             shard_size=shard_size, val=True, progress=progress)
 
 
-def _session_seconds(run_dir: Path) -> float:
-    rec = run_dir / "run.json"
-    if not rec.is_file():
-        return 0.0
-    total = 0.0
-    for s in json.loads(rec.read_text()).get("sessions", []):
-        if s.get("started") and s.get("ended"):
-            total += (_dt.datetime.fromisoformat(s["ended"]) - _dt.datetime.fromisoformat(s["started"])).total_seconds()
-    return total
-
-
 def train_demo(train_list: Path, iters: int, minutes: float, progress: bool, blas_core: str | None = None) -> dict:
     from . import train as T
+    from .runrecord import RunLayout, RunRecord
     run_dir = paths.RUNS / RUN
-    spent = _session_seconds(run_dir)
+    rec = RunRecord.load(run_dir) if RunLayout(run_dir).is_run() else None
+    spent = rec.training_seconds() if rec else 0.0
     left = minutes * 60 - spent
-    rec = run_dir / "run.json"
-    info = json.loads(rec.read_text()) if rec.is_file() else None
-    done_iter = (info or {}).get("iterations_trained") or 0
+    done_iter = (rec.iterations_trained if rec else None) or 0
     print(f"[2/3] training {NET} with bin/caffe: up to {iters} iterations or {minutes:g} min "
           f"({spent / 60:.1f} min spent so far) -> {paths.rel(run_dir)}", flush=True)
-    if info is not None and (left <= 5 or done_iter >= iters):
+    if rec is not None and (left <= 5 or done_iter >= iters):
         print(f"      training budget used up: keeping {done_iter} iterations")
-        return info
+        return rec.to_dict()
     val_list = train_list.parent / "val.txt"
     return T.train(NET, TASK, iters=iters, run=RUN, data=str(train_list),
                    val=str(val_list) if val_list.is_file() else None,
@@ -83,11 +70,13 @@ def train_demo(train_list: Path, iters: int, minutes: float, progress: bool, bla
 def evaluate(run_dir: Path, datasets: Path, ensemble: bool, out_dir: Path) -> dict:
     from . import metrics
     from .datasets import load_set
-    from .restore import Restorer, from_run, pick_model
+    from .models import from_run, pick_model
+    from .restore import Restorer
+    from .snapshots import snapshot_iter
     spec = from_run(run_dir)
     shipped = pick_model(TASK, NET, zoo_only=True)
     zr = Restorer(shipped.deploy, shipped.weights) if shipped else None
-    it = int(spec.weights.name.rsplit("_iter_", 1)[1].split(".")[0])
+    it = snapshot_iter(spec.weights)
     print(f"[3/3] Set12, sigma={SIGMA}: restoring with {paths.rel(spec.weights)} "
           f"({'8-orientation average' if ensemble else 'one forward pass'})", flush=True)
     r = Restorer(spec.deploy, spec.weights)
@@ -155,9 +144,8 @@ def write_results(res: dict, info: dict, out_dir: Path, ensemble: bool, db_info:
     atomic_write_text(out_dir / "results.csv",       # the csv module's line ends, \r\n
                       csv_text(["image", "name", "size", "psnr_noisy", "psnr_red10", "gain", "iterations", "psnr_zoo"],
                                table, lineterminator="\r\n"))
-    sessions = info.get("sessions", [])
-    minutes = sum((_dt.datetime.fromisoformat(s["ended"]) - _dt.datetime.fromisoformat(s["started"])).total_seconds()
-                  for s in sessions if s.get("ended")) / 60
+    from .runrecord import RunRecord
+    minutes = RunRecord.from_dict(paths.RUNS / RUN, info).training_seconds() / 60
     lines = [
         "# Demo: RED10 trained for a few minutes with stock Caffe, Set12 at sigma = 30",
         "",
@@ -200,8 +188,8 @@ def cmd_demo(args) -> int:
     import os
     os.environ["DATASETS"] = str(datasets)
     train_list = build_database(args.max_images, args.max_patches, args.shard_size, not args.no_progress)
-    from . import train as T
-    db_info = {"patches": sum(s.rows for s in T.read_list(train_list))}
+    from .schedule import read_list
+    db_info = {"patches": sum(s.rows for s in read_list(train_list))}
     info = train_demo(train_list, args.iters, args.minutes, not args.no_progress, args.blas_core)
     out_dir = paths.RESULTS / "demo"
     res = evaluate(paths.RUNS / RUN, datasets, args.ensemble, out_dir)

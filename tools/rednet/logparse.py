@@ -290,23 +290,25 @@ def plot_curves(tables: dict[str, LogTable], dest: str | Path, title: str | None
 # --- command line ------------------------------------------------------------------------
 def _run_logs(names: list[str] | None) -> dict[str, Path]:
     """Run name (or log path) -> train.log."""
+    from .runrecord import RunLayout
+    log = lambda d: RunLayout(Path(d)).log  # noqa: E731
     out: dict[str, Path] = {}
     if not names:
         if paths.RUNS.is_dir():
             for d in sorted(paths.RUNS.iterdir()):
-                if (d / "train.log").is_file():
-                    out[d.name] = d / "train.log"
+                if log(d).is_file():
+                    out[d.name] = log(d)
         if not out:
             raise UserError(f"{paths.rel(paths.RUNS)}: no runs with a train.log (train one with `make train`)")
         return out
     for n in names:
         p = Path(n)
         if p.is_file():
-            out[p.parent.name if p.name == "train.log" else p.stem] = p
-        elif (paths.RUNS / n / "train.log").is_file():
-            out[n] = paths.RUNS / n / "train.log"
-        elif p.is_dir() and (p / "train.log").is_file():
-            out[p.name] = p / "train.log"
+            out[p.parent.name if p.name == log(p.parent).name else p.stem] = p
+        elif log(paths.RUNS / n).is_file():
+            out[n] = log(paths.RUNS / n)
+        elif p.is_dir() and log(p).is_file():
+            out[p.name] = log(p)
         else:
             raise UserError(f"RUNS={n!r}: expected a run name in runs/ (with a train.log) or a Caffe log file")
     return out

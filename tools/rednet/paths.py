@@ -44,6 +44,13 @@ def caffe_build() -> str:
     return "fast" if (ROOT / ".caffe-fast" / "env").is_file() else "stock"
 
 
+def from_root(p: os.PathLike | str) -> Path:
+    """``p`` as a path: a relative one is taken relative to the repository root (as the run
+    files and Caffe, run from the root, write them)."""
+    p = Path(p)
+    return p if p.is_absolute() else ROOT / p
+
+
 def rel(p: os.PathLike | str) -> str:
     """``p`` relative to the repository root when it lies inside it (for generated files)."""
     p = Path(p).resolve()

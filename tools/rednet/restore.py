@@ -1,7 +1,7 @@
 """Restore images with a trained RED-Net in pycaffe: ``bin/python -m rednet restore``.
 
 - :func:`find_model` turns ``--model`` (a ``.caffemodel``, a run folder ``runs/<name>/``, or
-  nothing: search ``models/`` and ``runs/`` for the task) into a deploy net and weights.
+  nothing: the model :mod:`rednet.models` prefers for the task) into a deploy net and weights.
 - :func:`check_weights` reads the caffemodel's ``NetParameter`` with ``caffe_pb2`` and
   compares every parameter blob with the deploy net's, so a mismatched file is a one-line
   error naming the layers instead of a Caffe ``CHECK`` abort.
@@ -18,73 +18,28 @@
 from __future__ import annotations
 
 import errno
-import json
 import math
 import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import matlab, zoo
+from . import matlab, models
+from .caffeio import caffemodel_shapes, pycaffe, read_netparam
 from .errors import UserError, atomic_path, check_writable
-from .paths import GEN, ROOT, RUNS, rel
+from .paths import rel
+from .models import (MODELS, NET_PREFERENCE, ModelSpec, from_caffemodel, from_run,  # noqa: F401 (API)
+                       list_models, mixed_task, pick_model)
 from .tasks import TASKS, Task, get_task, task_name
 
-MODELS = ROOT / "models"
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm")
-#: preference when several nets have a model for the same task (first wins)
-NET_PREFERENCE = ("red30-official", "red30", "red20", "red10")
 DEFAULT_MAX_MEMORY_MB = 2048
 
 
 # --------------------------------------------------------------------------- caffe
-def _caffe():
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    try:
-        import caffe
-    except ImportError as e:  # pragma: no cover - set-up problem
-        raise UserError(f"pycaffe: cannot import caffe ({e}); run 'make setup' and use bin/python") from e
-    caffe.set_mode_cpu()
-    return caffe
-
-
-def _read_netparam(path: Path, binary: bool):
-    from caffe.proto import caffe_pb2
-    from google.protobuf import text_format
-    msg = caffe_pb2.NetParameter()
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        if binary:
-            msg.ParseFromString(data)
-        else:
-            text_format.Merge(data.decode(), msg)
-    except Exception as e:  # protobuf raises DecodeError / ParseError
-        kind = "a binary caffemodel (NetParameter)" if binary else "a prototxt (NetParameter)"
-        raise UserError(f"{path}: not {kind}: {str(e).splitlines()[0][:120]}") from None
-    return msg
-
-
-def _blob_shape(b) -> tuple:
-    if b.HasField("shape"):
-        return tuple(int(d) for d in b.shape.dim)
-    return (int(b.num), int(b.channels), int(b.height), int(b.width))   # pre-2015 BlobProto
-
-
-def caffemodel_shapes(path: Path) -> dict[str, list[tuple]]:
-    """Layer name -> list of parameter blob shapes stored in a ``.caffemodel``."""
-    msg = _read_netparam(path, binary=True)
-    out: dict[str, list[tuple]] = {}
-    for layer in list(msg.layer) + list(msg.layers):   # new and V1 layer fields
-        if len(layer.blobs):
-            out[layer.name] = [_blob_shape(b) for b in layer.blobs]
-    if not out:
-        raise UserError(f"{path}: holds no trained layers (not a caffemodel?)")
-    return out
+# (file reading lives in rednet.caffeio; the old names stay for the code that calls them)
+_caffe = pycaffe
+_read_netparam = read_netparam
 
 
 def _same_shape(a: tuple, b: tuple) -> bool:
@@ -160,96 +115,8 @@ def size_factor(deploy: Path) -> int:
 
 
 # --------------------------------------------------------------------------- finding models
-@dataclass
-class ModelSpec:
-    """A deploy net and its weights, and what they were trained for (when known)."""
-    deploy: Path
-    weights: Path
-    net: str | None = None
-    task: str | None = None
-    source: str = ""           # "run <name>" / "models/" / "file"
-
-    def describe(self) -> str:
-        return f"{self.net or '?'} {self.task or '?'} ({rel(self.weights)})"
-
-
-def _iter_of(p: Path) -> int:
-    m = re.search(r"_iter_(\d+)\.caffemodel$", p.name)
-    return int(m.group(1)) if m else -1
-
-
-def from_run(run: Path) -> ModelSpec:
-    """The newest snapshot of a run folder ``runs/<name>/`` (run.json, deploy.prototxt, snapshots/)."""
-    info = {}
-    if (run / "run.json").is_file():
-        try:
-            info = json.loads((run / "run.json").read_text())
-        except ValueError as e:
-            raise UserError(f"{rel(run / 'run.json')}: not valid JSON ({e})") from None
-    snaps = sorted((run / "snapshots").glob("*.caffemodel"), key=_iter_of) if (run / "snapshots").is_dir() else []
-    snaps = snaps or sorted(run.glob("*.caffemodel"), key=_iter_of)
-    if not snaps:
-        raise UserError(f"{rel(run)}: run folder has no snapshot (snapshots/*_iter_N.caffemodel) yet")
-    net = info.get("net")
-    deploy = run / "deploy.prototxt"
-    if not deploy.is_file():
-        if not net:
-            raise UserError(f"{rel(run)}: no deploy.prototxt and no 'net' in run.json")
-        deploy = GEN / net / "deploy.prototxt"
-    return ModelSpec(deploy, snaps[-1], net, info.get("task"), f"run {run.name}")
-
-
-def from_caffemodel(path: Path, deploy: Path | None = None) -> ModelSpec:
-    """A ``.caffemodel`` file; its deploy net is ``deploy``, else ``deploy.prototxt`` beside it.
-    In a zoo folder ``models/<name>/`` the card says what it was trained for."""
-    net = task = None
-    if (path.parent / zoo.CARD).is_file():
-        card = zoo.read_card(path.parent)
-        net, task = card["net"], card["task"]
-    if deploy is None:
-        if (path.parent / "deploy.prototxt").is_file():
-            deploy = path.parent / "deploy.prototxt"
-        elif net and (GEN / net / "deploy.prototxt").is_file():
-            deploy = GEN / net / "deploy.prototxt"
-        else:
-            raise UserError(f"{path}: no deploy net found: put deploy.prototxt beside it or give --deploy")
-    return ModelSpec(Path(deploy), path, net, task, "file")
-
-
-def list_models(task: str | None = None) -> list[ModelSpec]:
-    """Every model the project knows: the zoo ``models/<name>/`` (see :mod:`rednet.zoo`) and the
-    newest snapshot of each ``runs/<name>/``; only those trained for ``task`` when given."""
-    found: list[ModelSpec] = []
-    for folder in zoo.folders(MODELS):
-        try:
-            card = zoo.read_card(folder)
-        except UserError:
-            continue
-        found.append(ModelSpec(folder / "deploy.prototxt", folder / card["caffemodel"], card["net"],
-                               card["task"], "models/"))
-    if RUNS.is_dir():
-        for run in sorted(p for p in RUNS.iterdir() if p.is_dir()):
-            try:
-                found.append(from_run(run))
-            except UserError:
-                continue
-    if task is not None:
-        found = [m for m in found if m.task == task]
-    return found
-
-
-def pick_model(task: str, net: str | None = None, zoo_only: bool = False) -> ModelSpec | None:
-    """The model for ``task`` (and ``net`` if given): ``models/`` before ``runs/`` (only
-    ``models/`` with ``zoo_only``); among runs the newest snapshot file; among nets the order
-    of :data:`NET_PREFERENCE`."""
-    cands = [m for m in list_models(task) if (net is None or m.net == net)
-             and (not zoo_only or m.source == "models/")]
-    if not cands:
-        return None
-    def key(m: ModelSpec):
-        pref = NET_PREFERENCE.index(m.net) if m.net in NET_PREFERENCE else len(NET_PREFERENCE)
-        return (pref, 0 if m.source == "models/" else 1, -m.weights.stat().st_mtime)
-    return sorted(cands, key=key)[0]
+# (rednet.models finds models, with the one order of preference; the names stay here for
+# the code that imports them from restore)
 
 
 def find_model(model: str | None, task: Task, net: str | None = None,
@@ -257,15 +124,15 @@ def find_model(model: str | None, task: Task, net: str | None = None,
     """Resolve ``--model`` (file, run folder, or None = search) for ``task``; refuse a model
     trained for another task."""
     if model is None:
-        spec = pick_model(task.name, net)
+        spec = models.pick_model(task.name, net)
         if spec is None:
-            mixed = "denoise-mixed" if task.kind == "denoise" else "sr-mixed"
+            mixed = mixed_task(task.kind)
             level_ok = task.levels[0] in TASKS[mixed].levels
-            spec = pick_model(mixed, net) if level_ok else None
+            spec = models.pick_model(mixed, net) if level_ok else None
         if spec is None:
             raise UserError(f"no model for task {task.name}" + (f" and net {net}" if net else "")
-                            + f": none in {rel(MODELS)}/ (the zoo) or in "
-                            f"{rel(RUNS)}/*/ (train one with 'make train', or give --model)")
+                            + f": none in {rel(models.MODELS)}/ (the zoo) or in "
+                            f"{rel(models.RUNS)}/*/ (train one with 'make train', or give --model)")
         return spec
     p = Path(model)
     if p.is_dir():

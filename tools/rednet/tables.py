@@ -14,9 +14,9 @@ number (``data/paper_tables.csv``) beside ours and the difference:
   ``.json`` beside it saying exactly what produced it; a later run reuses a cell whose
   record matches (so an interrupted run resumes, and adding one model only computes its cells).
 
-What is computed ("ours"): the RED-Net columns from whatever trained models exist (searched
-as :func:`rednet.restore.pick_model` does: the zoo ``models/<name>/``, then
-``runs/<name>/``), bicubic interpolation for the SR tables (always; a row the paper does not
+What is computed ("ours"): the RED-Net columns from whatever trained models exist (chosen
+by :func:`rednet.models.pick_model`, the order ``restore`` and the demo use too: the
+column's nets in order, the zoo ``models/<name>/`` before ``runs/<name>/``), bicubic interpolation for the SR tables (always; a row the paper does not
 have), and BM3D for the denoising tables when asked (``--bm3d``, PyPI ``bm3d``, cached under
 ``data/cache/bm3d/``). Protocols and every convention: ``docs/evaluation.md``.
 
@@ -54,7 +54,8 @@ CSV_COLUMNS = ("table", "dataset", "setting", "method", "source", "psnr", "ssim"
 
 DENOISE_METHODS = ("BM3D", "EPLL", "NCSR", "PCLR", "PGPD", "WNNM", "RED10", "RED20", "RED30")
 SR_METHODS = ("SRCNN", "NBSRF", "CSCN", "CSC", "TSE", "ARFL+", "RED10", "RED20", "RED30")
-#: the nets tried, in order, for each RED column (first with a model wins)
+#: the nets tried, in order, for each RED column (first with a model wins; the order of
+#: rednet.models.NET_PREFERENCE)
 DEFAULT_RED_NETS = {"RED10": ("red10",), "RED20": ("red20",), "RED30": ("red30", "red30-official")}
 DEFAULT_BSD200_SCALE = 0.5
 
@@ -310,19 +311,17 @@ def find_red_model(method: str, spec: TableSpec, level: int, cfg: EvalConfig):
     A RED30 cell of Tables 1-5 without a model for its level is filled from the single model
     trained on all levels (Tables 6-7's), when there is one; its ``task`` says so.
     """
-    from .restore import pick_model
-    mixed = "denoise-mixed" if spec.kind == "denoise" else "sr-mixed"
+    from .models import mixed_task, pick_model
+    mixed = mixed_task(spec.kind)
     task = mixed if spec.single_model else (f"denoise-s{level}" if spec.kind == "denoise" else f"sr-x{level}")
     nets = cfg.red_nets[method]
-    for net in nets:
-        m = pick_model(task, net, zoo_only=cfg.zoo_only)
+    m = pick_model(task, nets=nets, zoo_only=cfg.zoo_only)
+    if m is not None:
+        return m, None
+    if method == "RED30" and not spec.single_model:
+        m = pick_model(mixed, nets=nets, zoo_only=cfg.zoo_only)
         if m is not None:
             return m, None
-    if method == "RED30" and not spec.single_model:
-        for net in nets:
-            m = pick_model(mixed, net, zoo_only=cfg.zoo_only)
-            if m is not None:
-                return m, None
     kind, lvl = (("denoise", f"SIGMA={'mixed' if spec.single_model else level}") if spec.kind == "denoise"
                  else ("sr", f"SCALE={'mixed' if spec.single_model else level}"))
     return None, NoModel(task, tuple(nets), f"make train NET={nets[0]} TASK={kind} {lvl}")

@@ -97,8 +97,7 @@ def folders(root: Path = ZOO) -> list[Path]:
 def verify(folder: Path) -> dict:
     """The card of ``folder`` after checking its files: the caffemodel's sha1, the deploy net,
     and every weight blob's shape against the deploy net's (without loading Caffe)."""
-    from .restore import caffemodel_shapes
-    from .train import param_shapes
+    from .caffeio import caffemodel_shapes, param_shapes
     card = read_card(folder)
     weights, deploy = Path(folder) / card["caffemodel"], Path(folder) / "deploy.prototxt"
     for p in (weights, deploy):
@@ -187,7 +186,8 @@ def _curves(run_dir: Path, folder: Path, title: str, earlier: bool) -> dict:
     import matplotlib.pyplot as plt
 
     from .logparse import parse_log
-    table = parse_log(run_dir / "train.log")
+    from .runrecord import RunLayout
+    table = parse_log(RunLayout(run_dir).log)
     # Caffe's EuclideanLoss = sum of squares / (2 N); per pixel MSE = 2 loss / (C H W)
     pix = _val_patch_pixels(run_dir)
     rows = [(r.iteration, r.train_loss,
@@ -226,7 +226,8 @@ def _curves(run_dir: Path, folder: Path, title: str, earlier: bool) -> dict:
 def _val_patch_pixels(run_dir: Path) -> int:
     """C x H x W of one validation patch (from the run's first validation shard)."""
     import h5py
-    sched = run_dir / "data" / "val_schedule.txt"
+    from .runrecord import RunLayout
+    sched = RunLayout(run_dir).schedule("val")
     first = sched.read_text().split()[0] if sched.is_file() else None
     if not first:
         raise UserError(f"{rel(sched)}: no validation schedule (the run has no test phase)")
@@ -281,13 +282,12 @@ def _sample(folder: Path, deploy: Path, weights: Path, task, datasets: Path) -> 
 
 def export(run_dir: Path, name: str | None = None, root: Path = ZOO, datasets: Path | None = None) -> Path:
     """Copy the newest valid snapshot of ``run_dir`` into ``root/<name>/`` with its card."""
-    from .restore import caffemodel_shapes, from_run
+    from .caffeio import caffemodel_shapes, param_shapes
+    from .models import from_run
+    from .runrecord import RunRecord
     from .tasks import get_task
-    from .train import _load_json, param_shapes
     run_dir = Path(run_dir)
-    if not (run_dir / "run.json").is_file():
-        raise UserError(f"{rel(run_dir)}: not a run folder (no run.json)")
-    info = _load_json(run_dir / "run.json")
+    info = RunRecord.load(run_dir).to_dict()
     name = name or info["name"]
     spec = from_run(run_dir)
     it = int(spec.weights.stem.rsplit("_iter_", 1)[1])

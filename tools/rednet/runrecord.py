@@ -1,0 +1,244 @@
+"""The run folder and its record: the one module that knows ``run.json`` and the folder layout.
+
+One run lives in one folder, ``runs/<name>/`` (:class:`RunLayout`)::
+
+    run.json            configuration, Caffe and project versions, data list + hashes, sessions
+    solver.prototxt     the exact solver Caffe ran (nets and snapshot_prefix point in here)
+    train.prototxt      the exact training net (its HDF5 source is data/train_schedule.txt)
+    test.prototxt       the exact validation net (source data/val_schedule.txt)
+    deploy.prototxt     the deploy net of the same architecture (for rednet.restore)
+    data/               the data schedules and at most one resume head shard per phase
+    snapshots/          <net>_<task>_iter_<N>.caffemodel / .solverstate
+    train.log           Caffe's log, all sessions appended
+    quarantine/         snapshots set aside (truncated by a kill, or taken after divergence)
+
+:class:`RunRecord` is ``run.json`` as a dataclass: :meth:`RunRecord.load` / :meth:`~RunRecord.save`
+(the same keys in the same order as ever, unknown keys kept, so run folders made by older code
+load and resume), its sessions (:meth:`~RunRecord.begin_session`, :meth:`~RunRecord.end_session`,
+:meth:`~RunRecord.training_seconds`) and its newest model (:meth:`~RunRecord.newest_model`).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import fcntl
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import paths
+from .errors import UserError, atomic_write_text, check_writable
+
+SCHEMA = 1
+RECORD = "run.json"
+#: longest run name: one file-name component (255 bytes on most file systems) with room to spare
+MAX_RUN_NAME = 100
+
+
+def now() -> str:
+    """The time of day as the record writes it (UTC, ISO 8601, seconds)."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Where everything of the run folder ``dir`` lives."""
+    dir: Path
+
+    @property
+    def name(self) -> str:
+        return self.dir.name
+
+    record = property(lambda self: self.dir / RECORD)
+    solver = property(lambda self: self.dir / "solver.prototxt")
+    train_net = property(lambda self: self.dir / "train.prototxt")
+    test_net = property(lambda self: self.dir / "test.prototxt")
+    deploy = property(lambda self: self.dir / "deploy.prototxt")
+    data = property(lambda self: self.dir / "data")
+    snapshots = property(lambda self: self.dir / "snapshots")
+    quarantine = property(lambda self: self.dir / "quarantine")
+    log = property(lambda self: self.dir / "train.log")
+    pid = property(lambda self: self.dir / "caffe.pid")
+    lock = property(lambda self: self.dir / ".lock")
+
+    def schedule(self, kind: str) -> Path:
+        """The list file of ``kind`` (train or val) the run's nets read."""
+        return self.data / f"{kind}_schedule.txt"
+
+    def head(self, kind: str) -> Path:
+        return self.data / f"head_{kind}.h5"
+
+    def snapshot_prefix(self, net: str, task: str) -> Path:
+        return self.snapshots / f"{net}_{task}"
+
+    def is_run(self) -> bool:
+        return self.record.is_file()
+
+    def is_empty(self) -> bool:
+        """No folder, or nothing in it but the lock file."""
+        return not any(p.name != ".lock" for p in (self.dir.iterdir() if self.dir.is_dir() else []))
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the folder's lock (one `rednet train` at a time); makes the folder."""
+        check_writable(self.dir, paths.rel(self.dir))       # a read-only --runs-dir: one line, nothing made
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fh = open(self.lock, "w")
+        except OSError as e:
+            raise UserError(f"{paths.rel(self.dir)}: cannot make the run folder there ({e.strerror or e})") from None
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise UserError(f"{paths.rel(self.dir)}: another `rednet train` is using this run folder") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
+
+
+def check_run_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", name):
+        raise UserError(f"RUN={name!r}: expected a folder name (letters, digits, . _ + -)")
+    if len(name) > MAX_RUN_NAME:
+        raise UserError(f"RUN={name[:20]}... ({len(name)} characters): expected a folder name of at most "
+                        f"{MAX_RUN_NAME} characters")
+    return name
+
+
+def read_json(p: Path) -> dict:
+    """A run record as a dict (one-line UserError when unreadable)."""
+    try:
+        d = json.loads(Path(p).read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{paths.rel(p)}: unreadable run record ({e}); remove the run folder to start fresh") from None
+    if not isinstance(d, dict):
+        raise UserError(f"{paths.rel(p)}: unreadable run record (not a JSON object); remove the run folder "
+                        f"to start fresh")
+    return d
+
+
+@dataclass
+class RunRecord:
+    """``run.json``.  Fields in the order they are written; ``extra`` keeps keys this version
+    does not know (and ``dir``, the run folder, is not written)."""
+    dir: Path
+    schema: int = SCHEMA
+    name: str | None = None
+    net: str | None = None
+    task: str | None = None
+    config: dict = field(default_factory=dict)
+    max_iter: int | None = None
+    snapshot_every: int | None = None
+    display: int | None = None
+    batch_size: int | None = None
+    iter_size: int | None = None
+    solver_type: str | None = None
+    random_seed: int | None = None
+    sources: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    parameters: int | None = None
+    caffe: dict = field(default_factory=dict)
+    project: dict = field(default_factory=dict)
+    created: str | None = None
+    sessions: list = field(default_factory=list)
+    status: str | None = None
+    iterations_trained: int | None = None
+    extra: dict = field(default_factory=dict)
+    #: the keys a record had when it was loaded (written again even where None)
+    _present: tuple = field(default=(), repr=False, compare=False)
+
+    # ----------------------------------------------------------------------- reading, writing
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(Path(self.dir))
+
+    @classmethod
+    def _field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls) if f.name not in ("dir", "extra", "_present")]
+
+    @classmethod
+    def from_dict(cls, run_dir: Path, d: dict) -> "RunRecord":
+        names = cls._field_names()
+        return cls(dir=Path(run_dir), **{k: d[k] for k in names if k in d},
+                   extra={k: v for k, v in d.items() if k not in names}, _present=tuple(d))
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "RunRecord":
+        """The record of ``run_dir`` (UserError when it has none or it is unreadable)."""
+        p = RunLayout(Path(run_dir)).record
+        if not p.is_file():
+            raise UserError(f"{paths.rel(run_dir)}: not a run folder (no {RECORD})")
+        return cls.from_dict(run_dir, read_json(p))
+
+    @classmethod
+    def find(cls, run_dir: Path) -> "RunRecord":
+        """The record of ``run_dir``, or an empty one when the folder has no run.json (a folder of
+        snapshots copied by hand)."""
+        if RunLayout(Path(run_dir)).record.is_file():
+            return cls.load(run_dir)
+        return cls(dir=Path(run_dir))
+
+    def to_dict(self) -> dict:
+        """The JSON object: the known keys in their order (a key absent from an old record and
+        still None stays absent), then the unknown ones."""
+        out = {}
+        for k in self._field_names():
+            v = getattr(self, k)
+            if v is not None or k in self._present or (k == "iterations_trained" and self.sessions_ended()):
+                out[k] = v
+        out.update(self.extra)
+        return out
+
+    def save(self) -> None:
+        atomic_write_text(self.layout.record, json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
+
+    # ----------------------------------------------------------------------- sessions
+    def sessions_ended(self) -> bool:
+        return any("ended" in s for s in self.sessions)
+
+    def begin_session(self, session: dict) -> dict:
+        """Append a session (``started`` now); returns it."""
+        s = {"started": now(), **session}
+        self.sessions.append(s)
+        return s
+
+    def end_session(self, outcome: str, end_iter: int | None, last_logged_iter: int | None) -> None:
+        """Close the newest session and set the run's status and how far it is trained."""
+        self.sessions[-1].update({"ended": now(), "outcome": outcome, "end_iter": end_iter,
+                                  "last_logged_iter": last_logged_iter})
+        self.status = {"done": "done", "stopped": "stopped", "diverged": "diverged"}.get(outcome, "failed")
+        self.iterations_trained = end_iter
+
+    def training_seconds(self) -> float:
+        """Wall time of the ended sessions."""
+        total = 0.0
+        for s in self.sessions:
+            if s.get("started") and s.get("ended"):
+                total += (_dt.datetime.fromisoformat(s["ended"])
+                          - _dt.datetime.fromisoformat(s["started"])).total_seconds()
+        return total
+
+    # ----------------------------------------------------------------------- the model
+    def newest_model(self) -> Path | None:
+        """The newest ``snapshots/*_iter_<N>.caffemodel`` (largest N), else the newest
+        ``*_iter_<N>.caffemodel`` in the folder itself, else None."""
+        def newest(folder: Path) -> Path | None:
+            found = [(_iter_of(p), p) for p in folder.glob("*.caffemodel")] if folder.is_dir() else []
+            return max(found)[1] if found else None
+        return newest(self.layout.snapshots) or newest(self.layout.dir)
+
+    def deploy(self) -> Path | None:
+        """The deploy net of the run: its own copy, else ``gen/<net>/deploy.prototxt``."""
+        if self.layout.deploy.is_file():
+            return self.layout.deploy
+        return paths.GEN / self.net / "deploy.prototxt" if self.net else None
+
+
+def _iter_of(p: Path) -> int:
+    m = re.search(r"_iter_(\d+)\.caffemodel$", p.name)
+    return int(m.group(1)) if m else -1
