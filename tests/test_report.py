@@ -35,7 +35,11 @@ def test_bench_report_tables():
             "nets": [_net("red10")],
             "im2col": {"-O2": {"w64": {"im2col_ms": 1.0, "col2im_ms": 2.0}}},
             "builds": [{"net": "red10", "stock_s_per_iter": 0.8, "fast_s_per_iter": 0.4, "speedup": 2.0,
-                        "restore_256_s": {"stock": 0.3, "fast": 0.25}, "load": [1.0, 1.1]}]}
+                        "restore_256_s": {"stock": 0.3, "fast": 0.25}, "restore_256_batches": {"stock": [8], "fast": [4, 4]},
+                        "restore_256_opencv": {"seconds": 0.5, "threads": 2, "max_abs_diff_vs_caffe": 1e-6},
+                        "load": [1.0, 1.1]},
+                       {"net": "red30", "stock_s_per_iter": 3.0, "fast_s_per_iter": 2.0, "speedup": 1.5,
+                        "load": [1.2, 1.3]}]}
     md = bench.report(copy.deepcopy(info)).splitlines()
     assert ("| net | batch | GFLOP/patch (fwd+bwd) | train: s/iter | train: patches/s | caffe time: s | "
             "conv/deconv share | bound (peak) s | bound (net GEMM) s | achieved/bound (peak) | "
@@ -44,7 +48,9 @@ def test_bench_report_tables():
     assert md[i - 1] == "|" + "---|" * 11
     assert "| red10 | 330 | 170 | 50 | 50 |" in md
     assert "| flags | w64: im2col / col2im ms |" in md and "| `-O2` | 1.00 / 2.00 |" in md
-    assert "| red10 | 0.800 | 0.400 | 2.00x | 0.300 / 0.250 | 1.0 |" in md
+    assert "| red10 | 0.800 | 0.400 | 2.00x | 0.300 / 0.250 | 8 / 4+4 | 1.0 |" in md
+    assert "| red30 | 3.000 | 2.000 | 1.50x | (not timed) | | 1.2 |" in md      # one restore timing per bench
+    assert any(l.startswith("OpenCV's dnn module") and "0.500 s" in l and "1.0e-06" in l for l in md)
 
 
 def test_demo_results_tables(tmp_path):
