@@ -29,7 +29,10 @@ def installed(tmp_path_factory):
     (the console script, its site-packages)."""
     prefix = tmp_path_factory.mktemp("prefix")
     offline = ["--no-build-isolation", "--no-index"] if _setuptools_here() else []
-    r = subprocess.run([str(VENV_PY), "-m", "pip", "install", "-q", "--no-deps", *offline, "--prefix", str(prefix),
+    # --ignore-installed: without it pip uninstalls the .venv's own editable install first
+    # (pip removes an installed copy of the same project even when installing into --prefix)
+    r = subprocess.run([str(VENV_PY), "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed", *offline,
+                        "--prefix", str(prefix),
                         "-e", str(ROOT)], capture_output=True, text=True, env=_plain_env(), timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     site = next(prefix.glob("lib/python3*/site-packages"))

@@ -81,6 +81,8 @@ def test_bring_your_own_caffe_home(tmp_path):
     shutil.copytree(ROOT / "bin", repo / "bin")
     shutil.copytree(ROOT / "tools" / "rednet", repo / "tools" / "rednet")
     shutil.copy(ROOT / "requirements.txt", repo / "requirements.txt")
+    for f in ("pyproject.toml", "README.md"):          # setup's `pip install -e .` step
+        shutil.copy(ROOT / f, repo / f)
     (repo / ".venv").symlink_to(ROOT / ".venv")
     out = subprocess.run([shutil.which("bash"), str(repo / "tools" / "setup.sh")], capture_output=True, text=True,
                          timeout=300, env={**os.environ, "CAFFE_HOME": str(caffe_home)})
@@ -125,6 +127,8 @@ def test_bring_your_own_python_keeps_its_packages(tmp_path):
     shutil.copytree(ROOT / "bin", repo / "bin")
     shutil.copytree(ROOT / "tools" / "rednet", repo / "tools" / "rednet")
     shutil.copy(ROOT / "requirements.txt", repo / "requirements.txt")
+    for f in ("pyproject.toml", "README.md"):          # setup's `pip install -e .` step
+        shutil.copy(ROOT / f, repo / f)
     env = {k: v for k, v in os.environ.items() if k not in ("CAFFE_HOME", "PYTHONPATH")}
     env["PYTHON"] = str(byo / "bin" / "python")
     out = subprocess.run([shutil.which("bash"), str(repo / "tools" / "setup.sh")], capture_output=True,
