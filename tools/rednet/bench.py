@@ -478,9 +478,8 @@ def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Pa
             env1 = dict(os.environ, OPENBLAS_NUM_THREADS="1")
             t1 = parse_time(run_caffe(["time", "-model", str(tr), "-iterations", "2" if quick else str(ITERS["red30"][1])],
                                       work / "red30_t1.log", env=env1))
-            # the peak GEMM with one thread too: what the second core adds to the GEMM (where two
-            # vCPUs share one physical core's vector units, nearly nothing; then no build that
-            # splits the work over the two can gain much on the GEMM part)
+            # the peak GEMM with one thread too: what the other cores add to the GEMM rate, the most
+            # that a build splitting the work over the cores can gain on the GEMM part of the time
             g1 = gemm_rates(work, [], iters=2 if quick else 5, env=env1)["peak"]
             info["red30_one_blas_thread"] = {"ms_fwd_bwd": t1["Forward-Backward"], "load": [l0, load()],
                                              "gemm_peak_gflops": g1["gflops"]}
