@@ -437,10 +437,11 @@ def test_training_onto_a_disk_that_fills_up(cut, tmp_path):
     cut file is gone; the printed resume command (with --runs-dir) finishes the run once
     there is room.  Before: a cut .caffemodel gave an OSError traceback (run.json could not be
     written); a cut .solverstate stayed, the message began `caffe stopped after iteration 19`."""
-    from rednet import train as T
+    from rednet.caffeio import param_shapes
+    from rednet.snapshots import check_model
     from test_train import train_args, write_toy
     toy = write_toy(tmp_path / "toy", max_iter=40, snapshot=10, width=64, test_interval=1000)
-    shapes = T.param_shapes(Path(toy["deploy"]))
+    shapes = param_shapes(Path(toy["deploy"]))
     n = sum(int(np.prod(s)) for _, ss in shapes for s in ss)
     model, state = 4 * n, 8 * n                          # float32 weights; Adam's two moments
     leave = model + state + (model // 2 if cut == "caffemodel" else model + state // 2)
@@ -479,7 +480,7 @@ def test_training_onto_a_disk_that_fills_up(cut, tmp_path):
             assert "the run resumes from iteration 10" in line
         assert snaps == sorted(want) and not list(run.rglob(".*tmp*"))
         for it in ([10] if cut == "caffemodel" else [10, 20]):
-            assert T.check_model(run / "snapshots" / f"toy_denoise-s30_iter_{it}.caffemodel", shapes)[0] is None
+            assert check_model(run / "snapshots" / f"toy_denoise-s30_iter_{it}.caffemodel", shapes)[0] is None
         if cut == "solverstate":
             # room again: the printed command resumes from 10 and finishes the run
             (runs / "other writer").unlink()

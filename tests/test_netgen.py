@@ -9,6 +9,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -117,53 +118,94 @@ def test_config_from_header_round_trip(tmp_path):
     assert netgen.config_from_header(netgen.render_solver(PRESETS["red10"], "sr-x2")) is None
 
 
-def test_ensure_net_presets_custom_and_hand_written(tmp_path, monkeypatch):
-    """What `make train NET=...` trains: a preset, a net made by `gen --name` (rendered for a
-    task it was not made for, from its header), a hand-written folder; else one-line errors."""
+def test_resolve_net_presets_custom_and_hand_written(tmp_path, monkeypatch):
+    """What `make train NET=...` trains: a preset or a net made by `gen --name` (rendered from
+    the templates, for any task), a hand-written folder (its files); else one-line errors.
+    Nothing is written into gen/ or solvers/, and a rendered net whose files there differ
+    from the templates is refused."""
     monkeypatch.setattr(paths, "ROOT", tmp_path)
     root = tmp_path
-    solver, deploy, written = netgen.ensure_net("red10", "denoise-s30", root)
-    assert solver == root / "solvers/red10_denoise-s30.prototxt" and solver.is_file()
-    assert deploy == root / "gen/red10/deploy.prototxt" and len(written) == 4
-    assert netgen.ensure_net("red10", "denoise-s30", root)[2] == []          # up to date
+    src = netgen.resolve_net("red10", "denoise-s30", root)
+    assert src.cfg == PRESETS["red10"] and (src.solver, src.deploy) == (None, None)
+    assert not (root / "gen").exists() and not (root / "solvers").exists()       # nothing written
+    netgen.generate_all(root)
+    assert netgen.resolve_net("red10", "denoise-s30", root).cfg == PRESETS["red10"]
+    (root / "solvers/red10_denoise-s30.prototxt").write_text(
+        (root / "solvers/red10_denoise-s30.prototxt").read_text().replace("base_lr: 0.0001", "base_lr: 0.001"))
+    with pytest.raises(UserError, match=r"^solvers/red10_denoise-s30.prototxt: differs from what "
+                                        r"prototxt_templates/ render .* run `make nets`$"):
+        netgen.resolve_net("red10", "denoise-s30", root)
+    netgen.resolve_net("red10", "sr-x2", root)                 # other files of the net are not its business
     cfg = NetConfig("fcn5", depth=5, width=4, skip=None, decoder="conv")
     netgen.write_net(cfg, root / "gen/fcn5", tasks=["denoise-s30"], solver_dir=root / "solvers")
-    solver, deploy, written = netgen.ensure_net("fcn5", "denoise-s70-p243", root)
-    assert solver == root / "solvers/fcn5_denoise-s70-p243.prototxt"
-    assert sorted(p.relative_to(root).as_posix() for p in written) == [
-        "gen/fcn5/denoise-s70-p243/test.prototxt", "gen/fcn5/denoise-s70-p243/train.prototxt",
-        "solvers/fcn5_denoise-s70-p243.prototxt"]
-    assert 'source: "data/db/denoise-s70-p243/train.txt"' in \
-        (root / "gen/fcn5/denoise-s70-p243/train.prototxt").read_text()
-    # a stale file is rendered again
-    (root / "gen/fcn5/denoise-s70-p243/test.prototxt").write_text("stale\n")
-    assert netgen.ensure_net("fcn5", "denoise-s70-p243", root)[2] == [root / "gen/fcn5/denoise-s70-p243/test.prototxt"]
-    # gen --out gen/<net> keeps the solvers in gen/<net>/solvers/
+    before = sorted(p for p in root.rglob("*"))
+    assert netgen.resolve_net("fcn5", "denoise-s70-p243", root).cfg == cfg    # a task it was not made for
+    assert sorted(p for p in root.rglob("*")) == before
+    (root / "gen/fcn5/denoise-s30/test.prototxt").write_text("stale\n")
+    with pytest.raises(UserError, match=r"^gen/fcn5/denoise-s30/test.prototxt: differs from"):
+        netgen.resolve_net("fcn5", "denoise-s30", root)
+    # gen --out gen/<net> keeps the solvers in gen/<net>/solvers/ (checked there)
     cfg = NetConfig("own", depth=6, width=4, skip=1)
     netgen.write_net(cfg, root / "gen/own", tasks=["denoise-s30"], solver_dir=root / "gen/own/solvers")
-    assert netgen.ensure_net("own", "denoise-s30", root)[0] == root / "gen/own/solvers/own_denoise-s30.prototxt"
+    assert netgen.resolve_net("own", "denoise-s30", root).cfg == cfg
+    (root / "gen/own/solvers/own_denoise-s30.prototxt").write_text("# mine\n")
+    with pytest.raises(UserError, match=r"^gen/own/solvers/own_denoise-s30.prototxt: differs from"):
+        netgen.resolve_net("own", "denoise-s30", root)
     # a hand-written net: used as it is
     hand = root / "gen/hand/denoise-s30"
     hand.mkdir(parents=True)
     for f in ("train.prototxt", "test.prototxt"):
         (hand / f).write_text("name: \"hand\"\n")
+    (root / "solvers/hand_denoise-s30.prototxt").unlink(missing_ok=True)
     with pytest.raises(UserError, match=r"^gen/hand: no solver solvers/hand_denoise-s30.prototxt"):
-        netgen.ensure_net("hand", "denoise-s30", root)
+        netgen.resolve_net("hand", "denoise-s30", root)
     (root / "solvers/hand_denoise-s30.prototxt").write_text("# mine\n")
-    assert netgen.ensure_net("hand", "denoise-s30", root) == (root / "solvers/hand_denoise-s30.prototxt", None, [])
+    assert netgen.resolve_net("hand", "denoise-s30", root) == netgen.NetSource(
+        "hand", None, root / "solvers/hand_denoise-s30.prototxt", None)
     with pytest.raises(UserError, match=r"^gen/hand: has no sr-x2/train.prototxt"):
-        netgen.ensure_net("hand", "sr-x2", root)
+        netgen.resolve_net("hand", "sr-x2", root)
     # a folder renamed by hand: its header names another net
     import shutil
     shutil.copytree(root / "gen/fcn5", root / "gen/fcn6")
     with pytest.raises(UserError, match=r"^gen/fcn6/deploy.prototxt: was rendered for a net called 'fcn5'"):
-        netgen.ensure_net("fcn6", "denoise-s30", root)
+        netgen.resolve_net("fcn6", "denoise-s30", root)
     with pytest.raises(UserError, match=r"^preset 'red99': expected one of red10, red20, red30, "
                                         r"red30-official, or a net in gen/ \(fcn5, fcn6, hand, own;") as e:
-        netgen.ensure_net("red99", "denoise-s30", root)
+        netgen.resolve_net("red99", "denoise-s30", root)
     assert "\n" not in str(e.value)
     with pytest.raises(UserError, match=r"^NET='\.\./x': expected a preset"):
-        netgen.ensure_net("../x", "denoise-s30", root)
+        netgen.resolve_net("../x", "denoise-s30", root)
+
+
+def test_a_run_renders_its_solver_and_nets_from_the_templates():
+    """A run's copies are the templates rendered with the run's values (rednet.sources):
+    equal to solvers/ and gen/ but for the lines of those values, which the run sets."""
+    from rednet.sources import RunValues, Sources, run_copies
+    cfg = PRESETS["red10"]
+    v = RunValues("r1", "runs/r1/data/train_schedule.txt", "runs/r1/data/val_schedule.txt", "runs/r1/train.prototxt",
+                  "runs/r1/test.prototxt", "runs/r1/snapshots/red10_denoise-s30", 1234, 100, 5, "CPU")
+    src = Sources("red10", "denoise-s30", Path("data/db/denoise-s30/train.txt"), None, cfg)
+    c = run_copies(src, v)
+    assert c.shuffled and c.deploy == netgen.render_deploy(cfg)
+
+    def changed(a: str, b: str) -> list[tuple[str, str]]:
+        la, lb = a.splitlines(), b.splitlines()
+        assert len(la) == len(lb)
+        return [(x, y) for x, y in zip(la, lb) if x != y]
+    by = "# Generated by `bin/python -m rednet train` for the run r1 from prototxt_templates/"
+    sol = changed(netgen.render_solver(cfg, "denoise-s30"), c.solver)
+    assert sol[0][1].startswith(by + "solver.prototxt.j2")
+    assert sorted(y for _, y in sol[1:]) == sorted([
+        "# Log the training loss every 5 iterations (ours; the log is what rednet curves parses).", "display: 5",
+        'train_net: "runs/r1/train.prototxt"', 'test_net: "runs/r1/test.prototxt"', "max_iter: 1234",
+        "# Snapshot (weights + solver state, so a run can resume) every 100 iterations (ours).",
+        "snapshot: 100", 'snapshot_prefix: "runs/r1/snapshots/red10_denoise-s30"'])
+    tr = changed(netgen.render_train(cfg, "denoise-s30", "train"), c.train_net)
+    assert [y for _, y in tr[1:]] == ['    source: "runs/r1/data/train_schedule.txt"', "    shuffle: false"]
+    te = changed(netgen.render_train(cfg, "denoise-s30", "test"), c.test_net)
+    assert [y for _, y in te[1:]] == ['    source: "runs/r1/data/val_schedule.txt"']
+    gpu = run_copies(src, RunValues(**{**v.__dict__, "mode": "GPU"}))
+    assert "solver_mode: GPU" in gpu.solver and "solver_mode: CPU" in c.solver
 
 
 @pytest.mark.parametrize("kwargs, message", [

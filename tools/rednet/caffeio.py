@@ -43,17 +43,24 @@ def pycaffe():
     return caffe
 
 
-def read_prototxt(path: Path, kind: str = "NetParameter"):
-    """Parse a text prototxt into ``caffe_pb2.<kind>`` (SolverParameter or NetParameter)."""
+def parse_prototxt(text: str, kind: str = "NetParameter", where: str = "prototxt"):
+    """Parse prototxt ``text`` into ``caffe_pb2.<kind>``; ``where`` names it in the error."""
     caffe_pb2, text_format = pb()
     msg = getattr(caffe_pb2, kind)()
     try:
-        text_format.Merge(Path(path).read_text(), msg)
+        text_format.Merge(text, msg)
+    except text_format.ParseError as e:
+        raise UserError(f"{where}: not a valid {kind} prototxt ({e})") from None
+    return msg
+
+
+def read_prototxt(path: Path, kind: str = "NetParameter"):
+    """Parse a text prototxt file into ``caffe_pb2.<kind>`` (SolverParameter or NetParameter)."""
+    try:
+        text = Path(path).read_text()
     except OSError as e:
         raise UserError(f"{paths.rel(path)}: cannot read ({e.strerror})") from None
-    except text_format.ParseError as e:
-        raise UserError(f"{paths.rel(path)}: not a valid {kind} prototxt ({e})") from None
-    return msg
+    return parse_prototxt(text, kind, paths.rel(path))
 
 
 def to_text(msg) -> str:

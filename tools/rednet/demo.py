@@ -62,9 +62,10 @@ def train_demo(train_list: Path, iters: int, minutes: float, progress: bool, bla
         print(f"      training budget used up: keeping {done_iter} iterations")
         return rec.to_dict()
     val_list = train_list.parent / "val.txt"
-    return T.train(NET, TASK, iters=iters, run=RUN, data=str(train_list),
-                   val=str(val_list) if val_list.is_file() else None,
-                   snapshot_every=100, display=10, time_limit=left, progress=progress, blas_core=blas_core)
+    return T.train(NET, TASK, iters=iters, run=RUN,
+                   files=T.TrainFiles(data=str(train_list), val=str(val_list) if val_list.is_file() else None),
+                   options=T.SessionOptions(snapshot_every=100, display=10, time_limit=left, progress=progress,
+                                            blas_core=blas_core))
 
 
 def evaluate(run_dir: Path, datasets: Path, ensemble: bool, out_dir: Path) -> dict:
@@ -72,7 +73,7 @@ def evaluate(run_dir: Path, datasets: Path, ensemble: bool, out_dir: Path) -> di
     from .datasets import load_set
     from .models import from_run, pick_model
     from .restore import Restorer
-    from .snapshots import snapshot_iter
+    from .runrecord import snapshot_iter
     spec = from_run(run_dir)
     shipped = pick_model(TASK, NET, zoo_only=True)
     zr = Restorer(shipped.deploy, shipped.weights) if shipped else None

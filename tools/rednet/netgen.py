@@ -38,6 +38,13 @@ TRAIN_BATCH = 16
 TEST_BATCH = 16
 #: Spatial size written into the deploy net's Input layer (any size can be reshaped to).
 DEPLOY_HW = 64
+#: The repository solvers' iterations, snapshot interval and loss display interval (a run
+#: renders its own values, see :func:`render_solver`).
+MAX_ITER = 100000
+SNAPSHOT = 500
+DISPLAY = 20
+#: Who wrote the files of gen/ and solvers/ (their first line).
+GEN_BY = "`bin/python -m rednet gen` (make nets)"
 
 SHORTCUTS = ("mirror", "sequential")
 DECODERS = ("deconv", "conv")
@@ -270,22 +277,34 @@ def custom_nets(root: Path | str = paths.ROOT) -> list[str]:
     return sorted(p.name for p in gen.iterdir() if p.is_dir() and p.name not in PRESETS) if gen.is_dir() else []
 
 
-def ensure_net(net: str, task, root: Path | str = paths.ROOT) -> tuple[Path, Path | None, list[Path]]:
-    """The solver and deploy net to train ``net`` on ``task``: ``(solver, deploy, rewritten files)``.
+@dataclass
+class NetSource:
+    """What `make train NET=...` trains: a net configuration rendered from the templates
+    (``cfg``: a preset or a net of ``gen --name``), or a hand-written folder's files."""
+    net: str
+    cfg: NetConfig | None = None
+    solver: Path | None = None          # a hand-written net's solver (it names the nets)
+    deploy: Path | None = None          # a hand-written net's deploy net, when it has one
+
+
+def resolve_net(net: str, task, root: Path | str = paths.ROOT) -> NetSource:
+    """What training ``net`` on ``task`` is made from; writes nothing.
 
     ``net`` is a preset, or a net in ``gen/<net>/``: one made by ``gen --name`` (its files
-    carry the parameters in their header) is rendered for ``task`` when that task's files
-    are missing or stale, like a preset (solvers in ``solvers/``, or in ``gen/<net>/solvers/``
-    when ``gen --out gen/<net>`` put them there); a hand-written folder is used as it is and
-    must hold ``<task>/train.prototxt``, ``<task>/test.prototxt`` and a solver
-    ``solvers/<net>_<task>.prototxt`` (or ``gen/<net>/solvers/...``).
+    carry the parameters in their header) is rendered from the templates like a preset, for
+    any task; a hand-written folder is used as it is and must hold ``<task>/train.prototxt``,
+    ``<task>/test.prototxt`` and a solver ``solvers/<net>_<task>.prototxt`` (or
+    ``gen/<net>/solvers/...``).  A rendered net's files in gen/ and solvers/ are what the
+    user reads: where one exists and differs from the templates' rendering (edited by hand,
+    or the templates changed without `make nets`), training refuses instead of training
+    something else than the file shows.
     """
     root = Path(root)
     task = _task(task)
     if net in PRESETS:
         cfg = PRESETS[net]
-        written = write_net(cfg, root / net_dir(cfg), tasks=[task], solver_dir=root / "solvers")
-        return root / "solvers" / f"{net}_{task}.prototxt", root / net_dir(cfg) / "deploy.prototxt", written
+        _check_drift(files_for(cfg, root, tasks=[task]))
+        return NetSource(net, cfg)
     if not net or any(c in net for c in "/\\ \t\n") or net.startswith("."):
         raise UserError(f"NET={net!r}: expected a preset ({', '.join(PRESETS)}) or the name of a folder in gen/")
     folder = root / "gen" / net
@@ -296,22 +315,31 @@ def ensure_net(net: str, task, root: Path | str = paths.ROOT) -> tuple[Path, Pat
                         f"bin/python -m rednet gen --name {net} ...)")
     deploy = folder / "deploy.prototxt"
     own_solvers = folder / "solvers"
-    solver_dir = own_solvers if own_solvers.is_dir() else root / "solvers"
     cfg = config_from_header(deploy.read_text()) if deploy.is_file() else None
     if cfg is not None:
         if cfg.name != net:
             raise UserError(f"gen/{net}/deploy.prototxt: was rendered for a net called {cfg.name!r}; "
                             f"render it again with: bin/python -m rednet gen --name {net} ...")
-        written = write_net(cfg, folder, tasks=[task], solver_dir=solver_dir)
-        return solver_dir / f"{net}_{task}.prototxt", deploy, written
+        solver_dir = own_solvers if own_solvers.is_dir() else root / "solvers"
+        _check_drift(files_for(cfg, root, tasks=[task], out_dir=folder, solver_dir=solver_dir))
+        return NetSource(net, cfg)
     for p in (folder / task / "train.prototxt", folder / task / "test.prototxt"):
         if not p.is_file():
             raise UserError(f"gen/{net}: has no {task}/{p.name} (and no header of `rednet gen` to render "
                             f"it from); render the net with: bin/python -m rednet gen --name {net} ...")
     for sd in (root / "solvers", own_solvers):
         if (sd / f"{net}_{task}.prototxt").is_file():
-            return sd / f"{net}_{task}.prototxt", deploy if deploy.is_file() else None, []
+            return NetSource(net, None, sd / f"{net}_{task}.prototxt", deploy if deploy.is_file() else None)
     raise UserError(f"gen/{net}: no solver solvers/{net}_{task}.prototxt (nor gen/{net}/solvers/{net}_{task}.prototxt)")
+
+
+def _check_drift(files: dict[Path, str]) -> None:
+    """One-line UserError for the first existing file that differs from its rendering."""
+    for p, text in files.items():
+        if p.is_file() and p.read_text() != text:
+            raise UserError(f"{paths.rel(p)}: differs from what prototxt_templates/ render (edited by hand, or "
+                            f"the templates changed); training renders the net from the templates, so put the "
+                            f"change there (or make a net with `rednet gen --name`) and run `make nets`")
 
 
 def check_input_shape(cfg: NetConfig, h: int, w: int) -> None:
@@ -345,15 +373,15 @@ def _env():
     return _ENV
 
 
-def _header(template: str, **params) -> str:
+def _header(template: str, by: str, **params) -> str:
     items = " ".join(f"{k}={v}" for k, v in params.items())
-    return (f"# Generated by `bin/python -m rednet gen` (make nets) from prototxt_templates/{template}"
+    return (f"# Generated by {by} from prototxt_templates/{template}"
             f" -- do not edit.\n# parameters: {items}\n")
 
 
-def _render(template: str, header_params: dict, **ctx) -> str:
+def _render(template: str, header_params: dict, by: str = GEN_BY, **ctx) -> str:
     body = _env().get_template(template).render(**ctx)
-    return _header(template, **header_params) + body
+    return _header(template, by, **header_params) + body
 
 
 def net_dir(cfg: NetConfig) -> str:
@@ -379,27 +407,47 @@ def _task(task) -> str:
     return get_task(name).name
 
 
-def render_train(cfg: NetConfig, task, phase: str) -> str:
-    """The train (``phase='train'``) or test (``phase='test'``) net for ``task``."""
+def db_source(task, phase: str) -> str:
+    """The list file a ``phase`` (train or test) net of ``task`` reads: data/db/<task>/{train,val}.txt."""
+    return f"data/db/{_task(task)}/{'train' if phase == 'train' else 'val'}.txt"
+
+
+def render_train(cfg: NetConfig, task, phase: str, *, source: str | None = None,
+                 shuffle: bool | None = None, by: str = GEN_BY) -> str:
+    """The train (``phase='train'``) or test (``phase='test'``) net for ``task``.
+
+    ``source`` (the HDF5 list file; default :func:`db_source`), ``shuffle`` (default: the
+    train phase shuffles) and ``by`` (the header's author) are what a run renders its own
+    copies with (rednet.sources)."""
     task = _task(task)
     if phase not in ("train", "test"):
         raise UserError(f"phase={phase!r}: expected train or test")
-    source = f"data/db/{task}/{'train' if phase == 'train' else 'val'}.txt"
     p = dict(cfg.params(), task=task, phase=phase)
-    return _render("train.prototxt.j2", p, cfg=cfg, layers=cfg.layers(), task=task, phase=phase,
-                   source=source, batch_size=TRAIN_BATCH if phase == "train" else TEST_BATCH,
-                   shuffle=phase == "train")
+    return _render("train.prototxt.j2", p, by, cfg=cfg, layers=cfg.layers(), task=task, phase=phase,
+                   source=source if source is not None else db_source(task, phase),
+                   batch_size=TRAIN_BATCH if phase == "train" else TEST_BATCH,
+                   shuffle=phase == "train" if shuffle is None else shuffle)
 
 
-def render_solver(cfg: NetConfig, task, net_root: str | None = None) -> str:
-    """The Adam solver for ``cfg`` on ``task`` (nets under ``net_root``, default gen/<net>)."""
+def render_solver(cfg: NetConfig, task, net_root: str | None = None, *, train_net: str | None = None,
+                  test_net: str | None = None, snapshot_prefix: str | None = None, max_iter: int = MAX_ITER,
+                  snapshot: int = SNAPSHOT, display: int = DISPLAY, solver_mode: str = "CPU",
+                  by: str = GEN_BY) -> str:
+    """The Adam solver for ``cfg`` on ``task`` (nets under ``net_root``, default gen/<net>).
+
+    The keyword arguments are a run's own values (rednet.sources renders a run's solver with
+    its nets, snapshot prefix, iterations and intervals); the defaults give solvers/."""
     task = _task(task)
     root = net_root or net_dir(cfg)
     run = f"{cfg.name}_{task}"
-    return _render("solver.prototxt.j2", dict(net=cfg.name, task=task), cfg=cfg, task=task,
-                   train_net=f"{root}/{task}/train.prototxt", test_net=f"{root}/{task}/test.prototxt",
-                   snapshot_prefix=f"runs/{run}/snapshots/{run}", test_batch=TEST_BATCH,
-                   train_batch=TRAIN_BATCH)
+    if solver_mode not in ("CPU", "GPU"):
+        raise UserError(f"solver_mode={solver_mode!r}: expected CPU or GPU")
+    return _render("solver.prototxt.j2", dict(net=cfg.name, task=task), by, cfg=cfg, task=task,
+                   train_net=train_net or f"{root}/{task}/train.prototxt",
+                   test_net=test_net or f"{root}/{task}/test.prototxt",
+                   snapshot_prefix=snapshot_prefix or f"runs/{run}/snapshots/{run}", test_batch=TEST_BATCH,
+                   train_batch=TRAIN_BATCH, max_iter=int(max_iter), snapshot=int(snapshot),
+                   display=int(display), solver_mode=solver_mode)
 
 
 def files_for(cfg: NetConfig, root: Path, tasks=None, out_dir: Path | None = None,

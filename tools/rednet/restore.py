@@ -28,8 +28,7 @@ from . import matlab, models
 from .caffeio import caffemodel_shapes, pycaffe, read_netparam
 from .errors import UserError, atomic_path, check_writable
 from .paths import rel
-from .models import (MODELS, NET_PREFERENCE, ModelSpec, from_caffemodel, from_run,  # noqa: F401 (API)
-                       list_models, mixed_task, pick_model)
+from .models import ModelSpec, from_caffemodel, from_run, mixed_task
 from .tasks import TASKS, Task, get_task, task_name
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm")
@@ -37,11 +36,6 @@ DEFAULT_MAX_MEMORY_MB = 2048
 
 
 # --------------------------------------------------------------------------- caffe
-# (file reading lives in rednet.caffeio; the old names stay for the code that calls them)
-_caffe = pycaffe
-_read_netparam = read_netparam
-
-
 def _same_shape(a: tuple, b: tuple) -> bool:
     if a == b:
         return True
@@ -82,7 +76,7 @@ def receptive_radius(deploy: Path) -> int | None:
     layer lies on the longest path, through the decoder). Nets with strides, pooling or
     crops return None: they are run on the whole image.
     """
-    msg = _read_netparam(deploy, binary=False)
+    msg = read_netparam(deploy, binary=False)
     radius = 0
     for layer in msg.layer:
         if layer.type in ("Convolution", "Deconvolution"):
@@ -104,7 +98,7 @@ def size_factor(deploy: Path) -> int:
     """The product of the strides of the net's Convolution and Pooling layers: input sides
     must be multiples of it (1 for the stride-1 RED-Nets)."""
     f = 1
-    for layer in _read_netparam(deploy, binary=False).layer:
+    for layer in read_netparam(deploy, binary=False).layer:
         if layer.type == "Convolution":
             p = layer.convolution_param
             f *= max(list(p.stride) or [p.stride_h or 1, p.stride_w or 1])
@@ -207,13 +201,13 @@ class Restorer:
         check_budget(tile, max_memory_mb)
         if batch is not None and (not isinstance(batch, (int, np.integer)) or batch < 1):
             raise UserError(f"batch {batch}: expected a number of images >= 1 (None: as many as fit)")
-        caffe = _caffe()
+        caffe = pycaffe()
         self.deploy, self.weights = Path(deploy), Path(weights)
         if not self.deploy.is_file():
             raise UserError(f"{self.deploy}: deploy net not found")
         if not self.weights.is_file():
             raise UserError(f"{self.weights}: caffemodel not found")
-        _read_netparam(self.deploy, binary=False)       # a clear error before Caffe aborts
+        read_netparam(self.deploy, binary=False)       # a clear error before Caffe aborts
         self._load_net(check)
         self.input = self.net.inputs[0]
         self.output = self.net.outputs[0]
@@ -234,7 +228,7 @@ class Restorer:
         """(Re)create the net with its weights (Caffe frees the blobs of an old one); with
         ``check`` the weights file is compared with the net first (one error line, not a
         Caffe abort)."""
-        caffe = _caffe()
+        caffe = pycaffe()
         self.net = None
         self.net = caffe.Net(str(self.deploy), caffe.TEST)
         if check:

@@ -14,7 +14,7 @@ One run lives in one folder, ``runs/<name>/`` (:class:`RunLayout`)::
 
 :class:`RunRecord` is ``run.json`` as a dataclass: :meth:`RunRecord.load` / :meth:`~RunRecord.save`
 (the same keys in the same order as ever, unknown keys kept, so run folders made by older code
-load and resume), its sessions (:meth:`~RunRecord.begin_session`, :meth:`~RunRecord.end_session`,
+load and resume), its sessions (:class:`Session`; :meth:`~RunRecord.begin_session`, :meth:`~RunRecord.end_session`,
 :meth:`~RunRecord.training_seconds`) and its newest model (:meth:`~RunRecord.newest_model`).
 """
 from __future__ import annotations
@@ -35,6 +35,16 @@ SCHEMA = 1
 RECORD = "run.json"
 #: longest run name: one file-name component (255 bytes on most file systems) with room to spare
 MAX_RUN_NAME = 100
+
+
+#: a snapshot file's name: ``<prefix>_iter_<N>.caffemodel`` / ``.solverstate`` (Caffe's naming)
+SNAP_RE = re.compile(r"_iter_(\d+)\.(caffemodel|solverstate)(\.h5)?$")
+
+
+def snapshot_iter(p: Path | str) -> int | None:
+    """The iteration in a snapshot file name, or None."""
+    m = SNAP_RE.search(Path(p).name)
+    return int(m.group(1)) if m else None
 
 
 def now() -> str:
@@ -122,8 +132,84 @@ def read_json(p: Path) -> dict:
     return d
 
 
+class _Keyed:
+    """A JSON object as a dataclass: the known keys as fields, ``extra`` keeps keys this version
+    does not know, ``_present`` the keys it was loaded with (written again, in the order they
+    were read, even where None); new keys follow in field order, None ones left out (but for
+    :meth:`_always_now`'s)."""
+
+    @classmethod
+    def _field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls) if f.name not in ("dir", "extra", "_present")]
+
+    @classmethod
+    def _fields_of(cls, d: dict) -> dict:
+        names = cls._field_names()
+        return dict(**{k: d[k] for k in names if k in d},
+                    extra={k: v for k, v in d.items() if k not in names}, _present=tuple(d))
+
+    def _to_dict(self) -> dict:
+        names = self._field_names()
+        out = {}
+        for k in self._present:
+            if k in names:
+                out[k] = self._value(k)
+            elif k in self.extra:
+                out[k] = self.extra[k]
+        for k in names:
+            if k not in out and (getattr(self, k) is not None or k in self._always_now()):
+                out[k] = self._value(k)
+        out.update({k: v for k, v in self.extra.items() if k not in out})
+        return out
+
+    def _value(self, k: str):
+        return getattr(self, k)
+
+    def _always_now(self) -> tuple:
+        """Keys written even when None."""
+        return ()
+
+
 @dataclass
-class RunRecord:
+class Session(_Keyed):
+    """One ``rednet train`` session of a run (an element of ``run.json``'s ``sessions``)."""
+    started: str | None = None
+    start_iter: int | None = None
+    max_iter: int | None = None
+    mode: str | None = None
+    schedule: dict | None = None
+    caffe_version: str | None = None
+    caffe_build: str | None = None
+    cpu: str | None = None
+    restart: dict | None = None             # started from a zoo model's weights (FROM_MODEL)
+    env: dict | None = None                 # the BLAS/OpenMP environment caffe ran with
+    ended: str | None = None
+    outcome: str | None = None              # done, stopped, diverged, failed
+    end_iter: int | None = None             # how far the complete snapshots reach (None: none)
+    last_logged_iter: int | None = None
+    extra: dict = field(default_factory=dict)
+    _present: tuple = field(default=(), repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Session":
+        return cls(**cls._fields_of(d))
+
+    def to_dict(self) -> dict:
+        return self._to_dict()
+
+    def _always_now(self) -> tuple:
+        # an ended session says how it ended, even with no complete snapshot (end_iter None)
+        return ("ended", "outcome", "end_iter", "last_logged_iter") if self.ended else ()
+
+    def seconds(self) -> float:
+        """Its wall time (0 while it has not ended)."""
+        if not (self.started and self.ended):
+            return 0.0
+        return (_dt.datetime.fromisoformat(self.ended) - _dt.datetime.fromisoformat(self.started)).total_seconds()
+
+
+@dataclass
+class RunRecord(_Keyed):
     """``run.json``.  Fields in the order they are written; ``extra`` keeps keys this version
     does not know (and ``dir``, the run folder, is not written)."""
     dir: Path
@@ -145,11 +231,10 @@ class RunRecord:
     caffe: dict = field(default_factory=dict)
     project: dict = field(default_factory=dict)
     created: str | None = None
-    sessions: list = field(default_factory=list)
+    sessions: list[Session] = field(default_factory=list)
     status: str | None = None
     iterations_trained: int | None = None
     extra: dict = field(default_factory=dict)
-    #: the keys a record had when it was loaded (written again even where None)
     _present: tuple = field(default=(), repr=False, compare=False)
 
     # ----------------------------------------------------------------------- reading, writing
@@ -158,14 +243,11 @@ class RunRecord:
         return RunLayout(Path(self.dir))
 
     @classmethod
-    def _field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls) if f.name not in ("dir", "extra", "_present")]
-
-    @classmethod
     def from_dict(cls, run_dir: Path, d: dict) -> "RunRecord":
-        names = cls._field_names()
-        return cls(dir=Path(run_dir), **{k: d[k] for k in names if k in d},
-                   extra={k: v for k, v in d.items() if k not in names}, _present=tuple(d))
+        kw = cls._fields_of(d)
+        if isinstance(kw.get("sessions"), list):
+            kw["sessions"] = [Session.from_dict(s) if isinstance(s, dict) else s for s in kw["sessions"]]
+        return cls(dir=Path(run_dir), **kw)
 
     @classmethod
     def load(cls, run_dir: Path) -> "RunRecord":
@@ -184,51 +266,48 @@ class RunRecord:
         return cls(dir=Path(run_dir))
 
     def to_dict(self) -> dict:
-        """The JSON object: the known keys in their order (a key absent from an old record and
-        still None stays absent), then the unknown ones."""
-        out = {}
-        for k in self._field_names():
-            v = getattr(self, k)
-            if v is not None or k in self._present or (k == "iterations_trained" and self.sessions_ended()):
-                out[k] = v
-        out.update(self.extra)
-        return out
+        """The JSON object: the keys it was read with, in their order, then new ones (a key
+        absent from an old record and still None stays absent), unknown keys kept."""
+        return self._to_dict()
+
+    def _value(self, k: str):
+        v = getattr(self, k)
+        return [s.to_dict() if isinstance(s, Session) else s for s in v] if k == "sessions" else v
+
+    def _always_now(self) -> tuple:
+        return ("iterations_trained",) if self.sessions_ended() else ()
 
     def save(self) -> None:
         atomic_write_text(self.layout.record, json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
 
     # ----------------------------------------------------------------------- sessions
     def sessions_ended(self) -> bool:
-        return any("ended" in s for s in self.sessions)
+        return any(s.ended is not None for s in self.sessions)
 
-    def begin_session(self, session: dict) -> dict:
-        """Append a session (``started`` now); returns it."""
-        s = {"started": now(), **session}
+    def begin_session(self, **fields) -> Session:
+        """Append a session (``started`` now) with ``fields``; returns it."""
+        s = Session(started=now(), **fields)
         self.sessions.append(s)
         return s
 
     def end_session(self, outcome: str, end_iter: int | None, last_logged_iter: int | None) -> None:
         """Close the newest session and set the run's status and how far it is trained."""
-        self.sessions[-1].update({"ended": now(), "outcome": outcome, "end_iter": end_iter,
-                                  "last_logged_iter": last_logged_iter})
+        s = self.sessions[-1]
+        s.ended, s.outcome, s.end_iter, s.last_logged_iter = now(), outcome, end_iter, last_logged_iter
         self.status = {"done": "done", "stopped": "stopped", "diverged": "diverged"}.get(outcome, "failed")
         self.iterations_trained = end_iter
 
     def training_seconds(self) -> float:
         """Wall time of the ended sessions."""
-        total = 0.0
-        for s in self.sessions:
-            if s.get("started") and s.get("ended"):
-                total += (_dt.datetime.fromisoformat(s["ended"])
-                          - _dt.datetime.fromisoformat(s["started"])).total_seconds()
-        return total
+        return sum(s.seconds() for s in self.sessions)
 
     # ----------------------------------------------------------------------- the model
     def newest_model(self) -> Path | None:
         """The newest ``snapshots/*_iter_<N>.caffemodel`` (largest N), else the newest
         ``*_iter_<N>.caffemodel`` in the folder itself, else None."""
         def newest(folder: Path) -> Path | None:
-            found = [(_iter_of(p), p) for p in folder.glob("*.caffemodel")] if folder.is_dir() else []
+            found = [(it, p) for p in folder.glob("*.caffemodel") if (it := snapshot_iter(p)) is not None] \
+                if folder.is_dir() else []
             return max(found)[1] if found else None
         return newest(self.layout.snapshots) or newest(self.layout.dir)
 
@@ -237,8 +316,3 @@ class RunRecord:
         if self.layout.deploy.is_file():
             return self.layout.deploy
         return paths.GEN / self.net / "deploy.prototxt" if self.net else None
-
-
-def _iter_of(p: Path) -> int:
-    m = re.search(r"_iter_(\d+)\.caffemodel$", p.name)
-    return int(m.group(1)) if m else -1

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -28,16 +27,9 @@ from pathlib import Path
 from . import paths
 from .caffeio import blob_len, blob_shape, pb
 from .errors import UserError, atomic_path
-from .runrecord import now
+from .runrecord import SNAP_RE, now
 
 KEEP_SOLVERSTATES = 2        # older .solverstate files are removed during a run (weights are kept)
-SNAP_RE = re.compile(r"_iter_(\d+)\.(caffemodel|solverstate)(\.h5)?$")
-
-
-def snapshot_iter(p: Path | str) -> int | None:
-    """The iteration in a snapshot file name, or None."""
-    m = SNAP_RE.search(Path(p).name)
-    return int(m.group(1)) if m else None
 
 
 def snapshot_files(snap_dir: Path) -> dict[int, dict[str, Path]]:

@@ -1,16 +1,18 @@
-"""What a run is made from, and the run's own copies of its nets.
+"""What a run is made from, and the run's own copies of its solver and nets.
 
-- :func:`resolve_sources`: the solver, the training and validation nets, the deploy net and
-  the HDF5 list files of a run (the repository's ``solvers/<net>_<task>.prototxt`` and
-  ``gen/<net>/``, made by :mod:`rednet.netgen` when missing, or files given explicitly),
-  building the patch database when it is missing; :func:`seed_from_model` for FROM_MODEL;
+- :func:`resolve_sources`: a run's :class:`Sources`: a net configuration rendered from
+  ``prototxt_templates/`` (a preset, or a net of ``rednet gen --name``; ``rednet.netgen``), or
+  the files given (``--solver`` and the nets it names, a hand-written ``gen/<net>/``), and the
+  HDF5 list files, building the patch database when it is missing; nothing in gen/ or
+  solvers/ is written; :func:`seed_from_model` for FROM_MODEL;
 - :func:`config_of`: what must be equal for two sessions to be one run (compared on resume);
   :func:`unrectified_sums` tells a run made with the old skip wiring;
-- :func:`rewrite_nets`, :func:`run_solver`: the run's copies, reading the data through the
-  run's schedules, with its snapshot prefix, iterations and intervals.
+- :func:`run_copies`: the run's solver and nets with the run's values (its schedules, snapshot
+  prefix, iterations and intervals): *rendered* from the templates for a configuration, the
+  given files' fields set for files (there is no template to render those from).
 
-A solver names its nets by path: ``train_net`` and at most one ``test_net`` (the form of the
-repository's solvers).  The one-net form (``net:`` with phase rules) and inline nets are refused.
+A solver file names its nets by path: ``train_net`` and at most one ``test_net`` (the form of
+the repository's solvers).  The one-net form (``net:`` with phase rules) and inline nets are refused.
 """
 from __future__ import annotations
 
@@ -19,23 +21,73 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import paths
-from .caffeio import hdf5_layers, pb, read_prototxt, to_text
+from .caffeio import hdf5_layers, parse_prototxt, pb, read_prototxt, to_text
 from .datasets import sha256_file
 from .errors import UserError
 from .snapshots import Seed
 
+#: the templates a configuration's run files are rendered from (recorded in run.json)
+TEMPLATES = {"solver": "prototxt_templates/solver.prototxt.j2", "train_net": "prototxt_templates/train.prototxt.j2",
+             "test_net": "prototxt_templates/train.prototxt.j2", "deploy": "prototxt_templates/deploy.prototxt.j2"}
+
 
 @dataclass
 class Sources:
-    """Where a run's solver, nets and data come from (repo files, or given explicitly)."""
+    """What a run is made from: ``cfg`` (a net configuration, rendered from the templates), or
+    the files ``solver``/``train_net``/``test_net`` (given, or a hand-written gen/<net>/);
+    ``deploy`` a deploy net file (given, or a hand-written net's); the data list files."""
     net: str
     task: str
-    solver: Path
-    train_net: Path
-    test_net: Path | None
-    deploy: Path | None
     train_list: Path
     val_list: Path | None
+    cfg: object | None = None                 # rednet.netgen.NetConfig
+    solver: Path | None = None
+    train_net: Path | None = None
+    test_net: Path | None = None
+    deploy: Path | None = None
+
+    @property
+    def rendered(self) -> bool:
+        return self.cfg is not None
+
+    def texts(self) -> tuple[str, str, str | None]:
+        """(solver, training net, validation net or None) as the repository holds them: the
+        templates' rendering with the defaults of solvers/ and gen/, or the files' text."""
+        if self.rendered:
+            from . import netgen
+            return (netgen.render_solver(self.cfg, self.task), netgen.render_train(self.cfg, self.task, "train"),
+                    netgen.render_train(self.cfg, self.task, "test"))
+        return (self.solver.read_text(), self.train_net.read_text(),
+                self.test_net.read_text() if self.test_net else None)
+
+    def parsed(self):
+        """:meth:`texts` as protobuf messages (SolverParameter, NetParameter, NetParameter or None)."""
+        sol, tr, te = self.texts()
+        where = self.described()
+        return (parse_prototxt(sol, "SolverParameter", where["solver"]),
+                parse_prototxt(tr, "NetParameter", where["train_net"]),
+                parse_prototxt(te, "NetParameter", where["test_net"]) if te is not None else None)
+
+    def deploy_text(self) -> str | None:
+        """The deploy net: the file given (or the hand-written net's), else the rendering."""
+        if self.deploy is not None:
+            return self.deploy.read_text()
+        if self.rendered:
+            from . import netgen
+            return netgen.render_deploy(self.cfg)
+        return None
+
+    def described(self) -> dict:
+        """What run.json records as the run's sources: the files, or the templates (and the
+        configuration's parameters)."""
+        if self.rendered:
+            out = dict(TEMPLATES, parameters=self.cfg.params())
+            if self.deploy is not None:
+                out["deploy"] = paths.rel(self.deploy)
+            return out
+        return {"solver": paths.rel(self.solver), "train_net": paths.rel(self.train_net),
+                "test_net": paths.rel(self.test_net) if self.test_net else None,
+                "deploy": paths.rel(self.deploy) if self.deploy else None}
 
 
 _abs = paths.from_root
@@ -73,27 +125,34 @@ def _hdf5_source(net_path: Path, phase: str | None = None) -> Path:
 def resolve_sources(net: str, task: str, solver: str | None = None, data: str | None = None,
                     val: str | None = None, deploy: str | None = None, build: bool = True,
                     progress: bool = True) -> Sources:
-    """The files a run is made from; makes the nets/solver and the database when missing."""
+    """The sources of a run (see :class:`Sources`); builds the database when it is missing.
+    Writes nothing in gen/ or solvers/ (a rendered net whose files there drifted is refused)."""
+    from . import netgen
+    cfg, solver_path, net_deploy = None, None, None
     if solver:
         solver_path = _abs(solver)
         if not solver_path.is_file():
             raise UserError(f"--solver {solver}: file not found")
     else:
-        from . import netgen
-        # a preset, or a net in gen/<net>/ (UserError for an unknown NET); rendered for the
-        # task when missing or stale
-        solver_path, net_deploy, written = netgen.ensure_net(net, task)
-        for p in written:
-            print(f"made {paths.rel(p)}")
-        if deploy is None and net_deploy is not None:
-            deploy = str(net_deploy)
-    sol = read_prototxt(solver_path, "SolverParameter")
-    train_net, test_net = _solver_nets(sol, solver_path)
-    for p in (train_net, test_net):
-        if p is not None and not p.is_file():
-            raise UserError(f"{paths.rel(solver_path)}: net {paths.rel(p)} not found")
-    train_list = _abs(data) if data else _hdf5_source(train_net, "train" if test_net is None else None)
-    val_list = _abs(val) if val else (_hdf5_source(test_net) if test_net is not None else None)
+        # a preset, or a net in gen/<net>/ (UserError for an unknown NET or drifted files)
+        ns = netgen.resolve_net(net, task)
+        cfg, solver_path, net_deploy = ns.cfg, ns.solver, ns.deploy
+    dep = _abs(deploy) if deploy else net_deploy
+    if deploy and not dep.is_file():
+        raise UserError(f"--deploy {deploy}: file not found")
+    if cfg is not None:
+        train_net = test_net = None
+        src_train, src_val = _abs(netgen.db_source(task, "train")), _abs(netgen.db_source(task, "test"))
+    else:
+        sol = read_prototxt(solver_path, "SolverParameter")
+        train_net, test_net = _solver_nets(sol, solver_path)
+        for p in (train_net, test_net):
+            if p is not None and not p.is_file():
+                raise UserError(f"{paths.rel(solver_path)}: net {paths.rel(p)} not found")
+        src_train = _hdf5_source(train_net, "train" if test_net is None else None)
+        src_val = _hdf5_source(test_net) if test_net is not None else None
+    train_list = _abs(data) if data else src_train
+    val_list = _abs(val) if val else src_val
     if not train_list.is_file() and build and not data:
         build_database(task, train_list)
     if not train_list.is_file():
@@ -101,10 +160,7 @@ def resolve_sources(net: str, task: str, solver: str | None = None, data: str | 
                         + ("" if data else f" and not buildable (try: make data TASK=... for {task})"))
     if val_list is not None and not val_list.is_file():
         raise UserError(f"{paths.rel(val_list)}: validation list not found (rebuild the database: make data ...)")
-    dep = _abs(deploy) if deploy else None
-    if dep is not None and not dep.is_file():
-        raise UserError(f"--deploy {deploy}: file not found")
-    return Sources(net, task, solver_path, train_net, test_net, dep, train_list, val_list)
+    return Sources(net, task, train_list, val_list, cfg, solver_path, train_net, test_net, dep)
 
 
 def build_database(task: str, train_list: Path) -> None:
@@ -158,7 +214,10 @@ def _normalized_net(net) -> str:
 
 
 def config_of(src: Sources, sol, train_net, test_net) -> dict:
-    """What must be equal for two sessions to be one run (compared on resume)."""
+    """What must be equal for two sessions to be one run (compared on resume): the source's
+    solver and nets (:meth:`Sources.parsed`; paths, iterations and intervals left out) and
+    the data lists.  For a rendered net these are the texts of solvers/ and gen/, so a run
+    made when those files were its source resumes."""
     return {
         "net": src.net, "task": src.task,
         "solver_sha256": sha256_bytes(_normalized_solver(sol).encode()),
@@ -197,9 +256,56 @@ def old_skip_wiring(run_train_net: Path, train_net) -> bool:
 
 
 # ------------------------------------------------------------------------ the run's copies
-def rewrite_nets(train_net, test_net, schedule) -> bool:
-    """Point the HDF5Data layers at the run's schedules (``schedule(kind)``: the list file of
-    ``train`` or ``val``), shuffle off (the schedule shuffles); True when the source shuffled."""
+@dataclass
+class RunValues:
+    """A run's own values in its solver and nets."""
+    name: str                     # the run (for the files' header)
+    train_schedule: str           # the list files the nets read (relative to the repository root)
+    val_schedule: str
+    train_net: str                # where the run's nets are (what its solver names)
+    test_net: str
+    snapshot_prefix: str
+    max_iter: int
+    snapshot: int
+    display: int
+    mode: str | None = None       # CPU, GPU, or None: the source's
+
+
+@dataclass
+class RunCopies:
+    """The texts of a run's solver and nets; ``shuffled``: the source net shuffles its data
+    (the run's schedule then shuffles instead, Caffe's shuffle is off)."""
+    solver: str
+    train_net: str
+    test_net: str | None
+    deploy: str | None
+    shuffled: bool
+
+
+def run_copies(src: Sources, v: RunValues) -> RunCopies:
+    """The run's solver and nets: rendered from the templates with ``v`` for a configuration
+    (no parsing back), or the given files with ``v``'s fields set."""
+    if src.rendered:
+        from . import netgen
+        by = f"`bin/python -m rednet train` for the run {v.name}"
+        sol = netgen.render_solver(src.cfg, src.task, train_net=v.train_net, test_net=v.test_net,
+                                   snapshot_prefix=v.snapshot_prefix, max_iter=v.max_iter, snapshot=v.snapshot,
+                                   display=v.display, solver_mode=v.mode or "CPU", by=by)
+        tr, te = (netgen.render_train(src.cfg, src.task, phase, source=s, shuffle=False, by=by)
+                  for phase, s in (("train", v.train_schedule), ("test", v.val_schedule)))
+        return RunCopies(sol, tr, te, src.deploy_text(), True)
+    sol, train_net, test_net = src.parsed()
+    shuffled = _point_at_schedules(train_net, test_net, v)
+    _set_solver(sol, v, test_net is not None)
+    return RunCopies(header("solver", src.solver) + to_text(sol),
+                     header("training net", src.train_net) + to_text(train_net),
+                     header("validation net", src.test_net) + to_text(test_net) if test_net is not None else None,
+                     src.deploy_text(), shuffled)
+
+
+def _point_at_schedules(train_net, test_net, v: RunValues) -> bool:
+    """Point the HDF5Data layers of given nets at the run's schedules, shuffle off (the
+    schedule shuffles); True when the source shuffled."""
     caffe_pb2, _ = pb()
     shuffled = False
     for net, which in ((train_net, None), (test_net, "val")):
@@ -209,9 +315,23 @@ def rewrite_nets(train_net, test_net, schedule) -> bool:
             phase_test = any(r.phase == caffe_pb2.TEST for r in l.include)
             kind = "val" if (which == "val" or phase_test) else "train"
             shuffled |= l.hdf5_data_param.shuffle and kind == "train"
-            l.hdf5_data_param.source = paths.rel(schedule(kind))
+            l.hdf5_data_param.source = v.val_schedule if kind == "val" else v.train_schedule
             l.hdf5_data_param.shuffle = False
     return shuffled
+
+
+def _set_solver(sol, v: RunValues, has_test: bool) -> None:
+    """A given solver file with the run's nets, snapshot prefix, iterations and intervals."""
+    sol.ClearField("test_net")
+    sol.train_net = v.train_net
+    if has_test:
+        sol.test_net.append(v.test_net)
+    sol.snapshot_prefix = v.snapshot_prefix
+    sol.max_iter = v.max_iter
+    sol.snapshot = v.snapshot
+    sol.display = v.display
+    if v.mode:
+        sol.solver_mode = sol.GPU if v.mode == "GPU" else sol.CPU
 
 
 def batch_of(net, phase: str) -> tuple[int, tuple[str, ...]]:
@@ -226,4 +346,4 @@ def batch_of(net, phase: str) -> tuple[int, tuple[str, ...]]:
 
 def header(what: str, source: Path) -> str:
     return (f"# The exact {what} of this run, written by `rednet train` from {paths.rel(source)}\n"
-            f"# (data source, snapshot prefix and paths rewritten for this run folder).\n")
+            f"# (data source, snapshot prefix and paths set for this run folder).\n")

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from . import logparse, paths
 from .errors import atomic_write_text
-from .runrecord import RunLayout, now
-from .snapshots import prune_states, snapshot_iter
+from .runrecord import RunLayout, now, snapshot_iter
+from .snapshots import prune_states
 
 DEFAULT_DIVERGE_FACTOR = 1e3
 

@@ -10,8 +10,9 @@ This module is the orchestration and the command line; beside it, one job each:
 - :mod:`rednet.supervisor`: running ``bin/caffe train``, following its log, the divergence guard;
 - :mod:`rednet.caffeio` and :mod:`rednet.provenance`: protobuf files; versions and CPU.
 
-What the command does: make the nets and the solver if missing (``rednet.netgen``), make
-the patch database if missing (``rednet.patches.build_db``), write the run folder, then run
+What the command does: resolve what the run is made from (a net configuration rendered from
+the templates, or the files given; nothing in gen/ or solvers/ is written), make the patch
+database if missing (``rednet.patches.build_db``), write the run folder, then run
 ``bin/caffe train -solver runs/<name>/solver.prototxt [-snapshot ...]`` from the repository
 root, copying its log to ``train.log`` and showing iteration, loss and it/s.
 
@@ -31,36 +32,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import errno
 import math
 import os
 import re
 import shlex
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import paths
-from .caffeio import hdf5_layers, param_shapes, read_prototxt, to_text
+from .caffeio import param_shapes, parse_prototxt
 from .errors import UserError, atomic_write_text
 from .provenance import caffe_version, cpu_model, project_version
-from .runrecord import MAX_RUN_NAME, SCHEMA, RunLayout, RunRecord, check_run_name, now
-from .schedule import Shard, epoch_order, read_list, schedule_position, write_schedule
-from .snapshots import (KEEP_SOLVERSTATES, SNAP_RE, Seed, check_disk, check_model, check_snapshot,
-                        newest_valid_snapshot, quarantine, seed_snapshot, snapshot_files, trained_to)
-from .sources import (Sources, batch_of, config_of, header, old_skip_wiring, resolve_sources, rewrite_nets,
-                      seed_from_model, unrectified_sums)
+from .runrecord import SCHEMA, RunLayout, RunRecord, check_run_name, now
+from .schedule import read_list, write_schedule
+from .snapshots import (Seed, check_disk, newest_valid_snapshot, quarantine, seed_snapshot, snapshot_files, trained_to)
+from .sources import (RunValues, Sources, batch_of, config_of, old_skip_wiring, resolve_sources, run_copies,
+                      seed_from_model)
 from .supervisor import DEFAULT_DIVERGE_FACTOR, Guard, run_caffe
 from .tasks import get_task, task_from_words
-
-#: the names other code and older tests import from here (they live in the modules above)
-__all__ = ["DEFAULT_DIVERGE_FACTOR", "KEEP_SOLVERSTATES", "MAX_RUN_NAME", "SCHEMA", "SNAP_RE", "Guard", "RunPlan",
-           "Seed", "Shard", "Sources", "TrainError", "caffe_version", "check_disk", "check_model", "check_snapshot",
-           "cpu_model", "epoch_order", "hdf5_layers", "newest_valid_snapshot", "param_shapes", "prepare",
-           "project_version", "quarantine", "read_list", "read_prototxt", "register", "resolve_sources", "resume_command",
-           "run_caffe", "schedule_position", "seed_from_model", "seed_snapshot", "snapshot_files", "to_text",
-           "train", "trained_to", "unrectified_sums", "write_schedule"]
-
 
 class TrainError(UserError):
     """Training stopped for a reason the user must act on (one line, exit status 2)."""
@@ -130,32 +123,22 @@ def _check_folder(plan: RunPlan, config: dict, train_net, resume: bool | None) -
     return record
 
 
-def _run_solver(sol, plan: RunPlan, record: RunRecord | None, has_test: bool):
-    """The run's copy of the solver: nets, snapshot prefix and iterations of the run folder."""
+def _run_values(sol, plan: RunPlan, record: RunRecord | None) -> RunValues:
+    """The run's own values for its solver and nets: its folder's paths, iterations, and the
+    snapshot and display intervals (given now, else the run's, else the source solver's)."""
     run, src = RunLayout(plan.dir), plan.src
-    run_sol = type(sol)()
-    run_sol.CopyFrom(sol)
-    run_sol.ClearField("test_net")
-    run_sol.train_net = paths.rel(run.train_net)
-    if has_test:
-        run_sol.test_net.append(paths.rel(run.test_net))
-    run_sol.snapshot_prefix = paths.rel(run.snapshot_prefix(src.net, src.task))
-    run_sol.max_iter = plan.max_iter
-    if plan.snapshot_every is not None:
-        run_sol.snapshot = plan.snapshot_every
-    elif record is not None:
-        run_sol.snapshot = record.snapshot_every or run_sol.snapshot
-    if plan.display is not None:
-        run_sol.display = plan.display
-    elif record is not None:
-        run_sol.display = record.display if record.display is not None else run_sol.display
-    if plan.mode:
-        run_sol.solver_mode = run_sol.GPU if plan.mode == "GPU" else run_sol.CPU
-    if run_sol.snapshot_format != run_sol.BINARYPROTO:
-        raise UserError(f"{paths.rel(src.solver)}: snapshot_format HDF5 is not supported; use BINARYPROTO")
-    if not run_sol.snapshot:
-        raise UserError(f"{paths.rel(src.solver)}: snapshot is 0; a resumable run needs snapshots (--snapshot-every)")
-    return run_sol
+    snapshot = plan.snapshot_every or (record.snapshot_every if record is not None else None) or sol.snapshot
+    display = plan.display or (record.display if record is not None and record.display is not None
+                               else sol.display)
+    where = src.described()["solver"]
+    if sol.snapshot_format != sol.BINARYPROTO:
+        raise UserError(f"{where}: snapshot_format HDF5 is not supported; use BINARYPROTO")
+    if not snapshot:
+        raise UserError(f"{where}: snapshot is 0; a resumable run needs snapshots (--snapshot-every)")
+    return RunValues(plan.name, paths.rel(run.schedule("train")), paths.rel(run.schedule("val")),
+                     paths.rel(run.train_net), paths.rel(run.test_net),
+                     paths.rel(run.snapshot_prefix(src.net, src.task)), plan.max_iter, int(snapshot),
+                     int(display), plan.mode)
 
 
 def _schedules(plan: RunPlan, run_sol, train_net, test_net, start: int, seed: int | None):
@@ -183,24 +166,29 @@ def _schedules(plan: RunPlan, run_sol, train_net, test_net, start: int, seed: in
 
 def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[RunRecord, int, Path | None]:
     src, run = plan.src, RunLayout(plan.dir)
-    sol = read_prototxt(src.solver, "SolverParameter")
-    train_net = read_prototxt(src.train_net, "NetParameter")
-    test_net = read_prototxt(src.test_net, "NetParameter") if src.test_net else None
-    config = config_of(src, sol, train_net, test_net)
-    record = _check_folder(plan, config, train_net, resume)
+    sol, source_train, source_test = src.parsed()
+    config = config_of(src, sol, source_train, source_test)
+    record = _check_folder(plan, config, source_train, resume)
     exists = record is not None
 
     # the run's copies of solver and nets
-    shuffle_src = rewrite_nets(train_net, test_net, run.schedule)
+    copies = run_copies(src, _run_values(sol, plan, record))
+    run_sol = parse_prototxt(copies.solver, "SolverParameter", paths.rel(run.solver))
+    train_net = parse_prototxt(copies.train_net, "NetParameter", paths.rel(run.train_net))
+    test_net = (parse_prototxt(copies.test_net, "NetParameter", paths.rel(run.test_net))
+                if copies.test_net is not None else None)
     seed = plan.shuffle_seed
-    if seed is None and shuffle_src:
+    if seed is None and copies.shuffled:
         seed = int(sol.random_seed) if sol.random_seed >= 0 else 0
-    run_sol = _run_solver(sol, plan, record, test_net is not None)
 
-    deploy_src = src.deploy if src.deploy is not None else run.deploy
-    if not deploy_src.is_file():
+    if copies.deploy is None and not run.deploy.is_file():
         raise UserError(f"{paths.rel(run.dir)}: no deploy net (give --deploy)")
-    shapes = param_shapes(deploy_src)
+    if copies.deploy is not None:
+        with tempfile.TemporaryDirectory() as tmp:      # its shapes, before anything is written
+            (Path(tmp) / "deploy.prototxt").write_text(copies.deploy)
+            shapes = param_shapes(Path(tmp) / "deploy.prototxt")
+    else:
+        shapes = param_shapes(run.deploy)
     n_params = sum(math.prod(s) for _, ss in shapes for s in ss)
     history = 2 if run_sol.type in ("Adam",) else 1
     start0 = 0
@@ -210,12 +198,12 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[RunRecord, int, P
 
     run.snapshots.mkdir(parents=True, exist_ok=True)
     run.data.mkdir(exist_ok=True)
-    atomic_write_text(run.train_net, header("training net", src.train_net) + to_text(train_net))
-    if test_net is not None:
-        atomic_write_text(run.test_net, header("validation net", src.test_net) + to_text(test_net))
-    atomic_write_text(run.solver, header("solver", src.solver) + to_text(run_sol))
-    if src.deploy is not None:
-        atomic_write_text(run.deploy, src.deploy.read_text())
+    atomic_write_text(run.train_net, copies.train_net)
+    if copies.test_net is not None:
+        atomic_write_text(run.test_net, copies.test_net)
+    atomic_write_text(run.solver, copies.solver)
+    if copies.deploy is not None:
+        atomic_write_text(run.deploy, copies.deploy)
 
     # where to start
     start, state = 0, None
@@ -246,9 +234,7 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[RunRecord, int, P
     rec.iter_size = max(1, run_sol.iter_size)
     rec.solver_type = run_sol.type
     rec.random_seed = int(run_sol.random_seed)
-    rec.sources = {"solver": paths.rel(src.solver), "train_net": paths.rel(src.train_net),
-                   "test_net": paths.rel(src.test_net) if src.test_net else None,
-                   "deploy": paths.rel(src.deploy) if src.deploy else None}
+    rec.sources = src.described()
     rec.data = {
         "train": {"list": paths.rel(src.train_list), "list_sha256": config["train_list_sha256"],
                   "shards": len(train_shards), "patches": sum(s.rows for s in train_shards),
@@ -266,34 +252,59 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[RunRecord, int, P
     rec.project = project_version()
     rec.status = "prepared"
     env = plan.env if plan.env is not None else os.environ
-    rec.begin_session({"start_iter": start, "max_iter": plan.max_iter,
-                       "mode": "GPU" if run_sol.solver_mode == run_sol.GPU else "CPU",
-                       "schedule": sched, "caffe_version": rec.caffe["version"],
-                       "caffe_build": rec.caffe["build"],
-                       "cpu": cpu_model(),
-                       **({"restart": {"from": plan.seed.source, "weights_sha1": plan.seed.sha1,
-                                       "iteration": plan.seed.iteration,
-                                       "optimizer_state": "reset (history zero)"}}
-                          if plan.seed is not None and not exists else {}),
-                       # bitwise resumption needs the same BLAS threading in every session
-                       "env": {k: env[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                                                   "OPENBLAS_CORETYPE") if k in env}})
+    rec.begin_session(start_iter=start, max_iter=plan.max_iter,
+                      mode="GPU" if run_sol.solver_mode == run_sol.GPU else "CPU",
+                      schedule=sched, caffe_version=rec.caffe["version"], caffe_build=rec.caffe["build"],
+                      cpu=cpu_model(),
+                      restart=({"from": plan.seed.source, "weights_sha1": plan.seed.sha1,
+                                "iteration": plan.seed.iteration, "optimizer_state": "reset (history zero)"}
+                               if plan.seed is not None and not exists else None),
+                      # bitwise resumption needs the same BLAS threading in every session
+                      env={k: env[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                               "OPENBLAS_CORETYPE") if k in env})
     rec.save()
     return rec, start, state
 
 
-def train(net: str | None, task: str | None, *, iters: int | None = None, run: str | None = None,
-          resume: bool | None = None, solver: str | None = None, data: str | None = None,
-          val: str | None = None, deploy: str | None = None, snapshot_every: int | None = None,
-          display: int | None = None, mode: str | None = None, time_limit: float | None = None,
-          diverge_factor: float = DEFAULT_DIVERGE_FACTOR, progress: bool = True, build: bool = True,
-          shuffle_seed: int | None = None, runs_dir: str | Path | None = None,
-          blas_core: str | None = None, from_model: str | None = None) -> dict:
-    """Prepare (or resume) a run and train it; return the run record (``status`` says how it ended).
+@dataclass
+class TrainFiles:
+    """Files to train from instead of the repository's (``--solver``, ``--data``, ``--val``,
+    ``--deploy``): any solver and the nets it names, any HDF5 list files, a deploy net."""
+    solver: str | None = None
+    data: str | None = None
+    val: str | None = None
+    deploy: str | None = None
 
-    Raises :class:`UserError` for bad input and :class:`TrainError` when training stops on
-    divergence or a Caffe failure.
+    def given(self) -> list[tuple[str, str]]:
+        return [(k, v) for k, v in dataclasses.asdict(self).items() if v]
+
+
+@dataclass
+class SessionOptions:
+    """How this session runs (the command line's other options)."""
+    snapshot_every: int | None = None     # snapshot interval (default: the run's, else the solver's)
+    display: int | None = None            # loss display interval (likewise)
+    mode: str | None = None               # CPU or GPU (default: the solver's)
+    time_limit: float | None = None       # seconds; then stop with a snapshot (resumable)
+    diverge_factor: float = DEFAULT_DIVERGE_FACTOR
+    progress: bool = True                 # a progress bar
+    shuffle_seed: int | None = None       # seed of the epoch-wise shard order (default: the solver's)
+    blas_core: str | None = None          # OPENBLAS_CORETYPE for caffe; "auto": OpenBLAS detects the CPU
+
+
+def train(net: str | None, task: str | None, *, iters: int | None = None, run: str | None = None,
+          runs_dir: str | Path | None = None, resume: bool | None = None, from_model: str | None = None,
+          files: TrainFiles | None = None, options: SessionOptions | None = None, build: bool = True) -> dict:
+    """Prepare (or resume) run ``run`` (default ``<net>_<task>``, in ``runs_dir``, default runs/)
+    and train it to iteration ``iters``; return the run record (``status`` says how it ended).
+
+    ``resume``: None resumes an existing run folder, True requires one, False refuses one;
+    ``from_model``: start a new run from a zoo model's weights; ``build``: build a missing
+    database.  Raises :class:`UserError` for bad input and :class:`TrainError` when training
+    stops on divergence or a Caffe failure.
     """
+    files = files or TrainFiles()
+    opts = options or SessionOptions()
     if run is None and (net is None or task is None):
         raise UserError("NET and TASK are needed (or RUN=<name> of an existing run)")
     runs = Path(runs_dir) if runs_dir else paths.RUNS
@@ -309,12 +320,14 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
     layout = RunLayout(runs / name)
     run_dir = layout.dir
     old = RunRecord.load(run_dir) if layout.is_run() else None
-    src = resolve_sources(net, task, solver=solver, data=data, val=val, deploy=deploy, build=build, progress=progress)
+    src = resolve_sources(net, task, solver=files.solver, data=files.data, val=files.val, deploy=files.deploy,
+                          build=build, progress=opts.progress)
     if iters is None:
-        iters = old.max_iter if old else int(read_prototxt(src.solver, "SolverParameter").max_iter)
+        iters = old.max_iter if old else int(src.parsed()[0].max_iter)
     if iters < 1:
         raise UserError(f"ITERS={iters}: expected a positive number of iterations")
     env = dict(os.environ)   # caffe's environment, recorded per session
+    blas_core = opts.blas_core
     if blas_core is not None:
         # OpenBLAS reads OPENBLAS_CORETYPE when caffe loads it: set it for caffe (and for the
         # record); "auto" lets OpenBLAS detect the CPU (see docs/training.md, bench)
@@ -330,7 +343,8 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
             raise UserError(f"FROM_MODEL={from_model}: run {paths.rel(run_dir)} exists and resumes from its own "
                             f"snapshots; drop FROM_MODEL, or give RUN=<a new name>")
         seed = seed_from_model(from_model, net, task)
-    plan = RunPlan(name, run_dir, src, int(iters), snapshot_every, display, mode, shuffle_seed, env, seed)
+    plan = RunPlan(name, run_dir, src, int(iters), opts.snapshot_every, opts.display, opts.mode, opts.shuffle_seed,
+                   env, seed)
     with layout.locked():
         rec, start, state = prepare_record(plan, resume=resume)
         if start >= plan.max_iter:
@@ -342,13 +356,13 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
             return rec.to_dict()
         print(f"{'resuming' if state else 'starting'} {name}: iteration {start} -> {plan.max_iter}, "
               f"log {paths.rel(layout.log)}")
-        guard = Guard(factor=diverge_factor)
+        guard = Guard(factor=opts.diverge_factor)
         rec.status = "running"
         rec.save()
         outcome = "failed"
         try:
-            outcome = run_caffe(run_dir, start, state, plan.max_iter, guard=guard, time_limit=time_limit,
-                                progress=progress, env=env)
+            outcome = run_caffe(run_dir, start, state, plan.max_iter, guard=guard, time_limit=opts.time_limit,
+                                progress=opts.progress, env=env)
         finally:
             if guard.disk_full() and guard.writing:
                 # the file Caffe was writing when the disk filled is cut short: it holds
@@ -372,7 +386,7 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
                     raise
                 # run.json keeps the previous record, which never counts more than is held
     info = rec.to_dict()
-    again = "resume with: " + resume_command(name, runs_dir, solver=solver, data=data, val=val, deploy=deploy)
+    again = "resume with: " + resume_command(name, runs_dir, files)
     if outcome == "done":
         print(f"done: {paths.rel(run_dir)} trained to iteration {end_iter}")
     elif outcome == "stopped":
@@ -397,11 +411,11 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
     return info
 
 
-def resume_command(name: str, runs_dir: str | Path | None = None, **sources: str | None) -> str:
+def resume_command(name: str, runs_dir: str | Path | None = None, files: TrainFiles | None = None) -> str:
     """The command that resumes run ``name``: ``make train RUN=<name>`` for a run of the
     default runs/ and files, else ``bin/python -m rednet train --run <name>`` with the
     --runs-dir and the solver, data and deploy files the run was started with."""
-    given = [(k, v) for k, v in sources.items() if v]
+    given = files.given() if files else []
     if runs_dir is None and not given:
         return f"make train RUN={name} (or the same command again)"
     words = ["bin/python", "-m", "rednet", "train", "--run", name]
@@ -417,13 +431,12 @@ def cmd_train(args) -> int:
     if args.time_limit is not None and not (0 < args.time_limit < float("inf")):
         raise UserError(f"MINUTES={args.time_limit:g} (--time-limit): expected a positive number of minutes")
     task = task_from_words(args.task, args.sigma, args.scale)
-    info = train(args.net, task, iters=args.iters, run=args.run, resume=True if args.resume else None,
-                 solver=args.solver, data=args.data, val=args.val, deploy=args.deploy,
-                 snapshot_every=args.snapshot_every, display=args.display, mode=args.mode,
-                 time_limit=args.time_limit * 60 if args.time_limit else None,
-                 diverge_factor=args.diverge_factor, progress=not args.no_progress,
-                 shuffle_seed=args.shuffle_seed, runs_dir=args.runs_dir, blas_core=args.blas_core,
-                 from_model=args.from_model)
+    info = train(args.net, task, iters=args.iters, run=args.run, runs_dir=args.runs_dir,
+                 resume=True if args.resume else None, from_model=args.from_model,
+                 files=TrainFiles(args.solver, args.data, args.val, args.deploy),
+                 options=SessionOptions(args.snapshot_every, args.display, args.mode,
+                                        args.time_limit * 60 if args.time_limit else None, args.diverge_factor,
+                                        not args.no_progress, args.shuffle_seed, args.blas_core))
     return 0 if info["status"] in ("done", "stopped") else 1
 
 
@@ -441,7 +454,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train", help="train a net with the stock caffe binary (resumable run in runs/<name>/)",
         description="Train NET on TASK with `bin/caffe train`, in runs/<name>/ (default <net>_<task>). "
-                    "Makes missing nets, solver and database first.  An existing run folder is resumed "
+                    "Renders the run's nets and solver from the templates (or takes --solver's); makes a "
+                    "missing database first.  An existing run folder is resumed "
                     "from its newest valid snapshot.")
     p.add_argument("--net", help="net preset (red10, red20, red30, red30-official) or a net made by "
                                  "`rednet gen --name` in gen/<net>/")
