@@ -1,12 +1,11 @@
 # Benchmark images and HDF5 patch databases (docs/data.md): tools/rednet/{datasets,patches}.py.
-# The list file data/db/<task>/train.txt is the real target; it depends on the code that
-# makes it and on the manifests, and the build itself resumes from complete shards.
+# `make data` always runs `rednet data`: the database's own config.json (the configuration,
+# FORMAT, the hash of the code that makes the pairs and of the manifests) is the one thing
+# that says whether it is up to date; a matching, complete database returns at once, anything
+# else is rebuilt or finished (resuming from complete shards).
 
 BSDS300_URL ?= https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/bsds/BSDS300-images.tgz
 BSDS500_URL ?= https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/BSR/BSR_bsds500.tgz
-
-DATA_DEPS := tools/rednet/patches.py tools/rednet/imageio_ml.py tools/rednet/matlab.py \
-             tools/rednet/datasets.py tools/rednet/tasks.py $(wildcard data/manifests/*)
 
 # DB_DIR (default data/db) is where databases go; the nets read data/db/<task>/{train,val}.txt.
 # TASK=denoise SIGMA=30 | SIGMA=mixed | TASK=sr SCALE=3 | SCALE=mixed | TASK=<task name>
@@ -17,7 +16,7 @@ DATA_TASK := $(if $(filter mixed,$(SCALE)),sr-mixed,sr-x$(SCALE))
 else
 DATA_TASK := $(TASK)
 endif
-# optional knobs (recorded per task in data/db/.args/<task>; a change rebuilds)
+# optional knobs (recorded in data/db/<task>/config.json by the build; a change rebuilds)
 DATA_ARGS := $(if $(STRIDE),--stride $(STRIDE)) $(if $(NOISE_REPEATS),--noise-repeats $(NOISE_REPEATS)) \
              $(if $(SEED),--seed $(SEED)) $(if $(MAX_IMAGES),--max-images $(MAX_IMAGES)) \
              $(if $(MAX_PATCHES),--max-patches $(MAX_PATCHES)) $(if $(SHARD_SIZE),--shard-size $(SHARD_SIZE)) \
@@ -30,29 +29,15 @@ $(error make data needs TASK=denoise SIGMA=<sigma|mixed>, TASK=sr SCALE=<2|3|4|m
 endif
 endif
 
-.PHONY: data datasets datasets-verify bench-data data-force
+.PHONY: data datasets datasets-verify bench-data
 
 ifeq ($(PREVIEW),1)
 data: ## build data/db/<task>/{train,val}.txt: TASK=denoise SIGMA=30|mixed, TASK=sr SCALE=2..4|mixed; PREVIEW=1 counts only
 	$(PY) -m rednet data --task '$(DATA_TASK)' --out '$(DB_DIR)/$(DATA_TASK)' --preview $(DATA_ARGS)
 else
-data: $(DB_DIR)/$(DATA_TASK)/train.txt
+data:
+	$(PY) -m rednet data --task '$(DATA_TASK)' --out '$(DB_DIR)/$(DATA_TASK)' --workers $(DATA_WORKERS) $(DATA_ARGS)
 endif
-
-$(DB_DIR)/%/train.txt: $(DATA_DEPS) $(DB_DIR)/.args/%
-	$(PY) -m rednet data --task '$*' --out '$(DB_DIR)/$*' --workers $(DATA_WORKERS) $(DATA_ARGS)
-
-$(DB_DIR)/%/val.txt: $(DB_DIR)/%/train.txt
-	@test -f $@
-
-# the knobs of the last `make data` of a task, rewritten only when they change, so that
-# changing STRIDE= etc. rebuilds (the task name is checked before anything is written)
-$(DB_DIR)/.args/%: data-force
-	@$(PY) -m rednet data --task '$*' --print-task >/dev/null
-	@mkdir -p $(@D); echo '$(strip $(DATA_ARGS))' | cmp -s - $@ || echo '$(strip $(DATA_ARGS))' > $@
-
-.PRECIOUS: $(DB_DIR)/.args/%
-data-force:
 
 datasets: ## download the official BSDS300/BSDS500 archives into $(DATASETS), verified per file (BSDS300_URL=, BSDS500_URL=)
 	$(PY) -m rednet datasets download --bsds300-url '$(BSDS300_URL)' --bsds500-url '$(BSDS500_URL)'

@@ -24,7 +24,7 @@ train: $(SETUP_STAMP) ## train NET=red10|red20|red30|red30-official|<net in gen/
 curves: $(SETUP_STAMP) ## runs/<name>/train.log -> curves.csv + results/curves/*.png [RUNS="name ..."] (Figure 3b)
 	$(PY) -m rednet curves $(RUNS)
 
-bench: $(SETUP_STAMP) ## training throughput of red10/20/30/30-official vs the BLAS GEMM bound (~10 min)
+bench: $(SETUP_STAMP) ## training throughput of red10/20/30/30-official vs the BLAS GEMM bound (~10 min; its small database needs DATASETS)
 	$(PY) -m rednet bench $(if $(BENCH_NETS),--nets $(BENCH_NETS))
 
 demo: $(SETUP_STAMP) ## the main job: small sigma=30 db, train RED10 ~8 min, Set12 PSNR -> results/demo/ (~15 min, resumable)

@@ -52,6 +52,43 @@ def test_seconds_per_iteration_from_a_real_train_log(tmp_path):
     assert n == 12 - 3 and 0 < spi < 5
 
 
+def test_bench_trains_through_rednet_data_and_rednet_train(tmp_path, datasets_dir):
+    """The bench's database is a real one of rednet.patches (config.json, sha256-checked images),
+    its training a run of rednet.train with the solver and nets rendered by rednet.netgen; the
+    timing leaves out the warm-up and the line Caffe prints after the last iteration."""
+    import subprocess
+    from rednet import paths, patches
+    db = bench.bench_db(tmp_path, 32, 2, datasets_dir)
+    cfg = json.loads((db.parent / "config.json").read_text())
+    assert (cfg["task"], cfg["shard_size"], cfg["max_patches"]) == (bench.TASK, 32, 64)
+    assert cfg["code"] and cfg["manifests"] and db.parent / "val.txt" in db.parent.iterdir()
+    assert len(patches.read_list(db)) == 2
+    iters = bench.WARMUP + 3
+    r = bench.bench_net("red10", tmp_path, db, iters, 1)
+    run = bench.run_dir(tmp_path, "red10")
+    rec = json.loads((run / "run.json").read_text())
+    solver = tmp_path / "red10" / f"red10_{bench.TASK}.prototxt"
+    assert rec["sources"]["solver"] == paths.rel(solver) and rec["data"]["train"]["list"] == paths.rel(db)
+    assert rec["data"]["train"]["patches"] == 64 and rec["status"] == "done"
+    cfg10 = netgen.get_preset("red10")
+    rel = paths.rel(tmp_path / "red10") if str(tmp_path).startswith(str(paths.ROOT)) else str(tmp_path / "red10")
+    assert solver.read_text() == netgen.render_solver(cfg10, bench.TASK, net_root=rel)
+    assert "display: 1" in (run / "solver.prototxt").read_text()
+    log = (run / "train.log").read_text()
+    assert f"Iteration {iters}, loss" in log            # after training: logged, not timed
+    assert r["train"]["timed"] == iters - 1 - bench.WARMUP and r["train"]["s_per_iter"] > 0
+    assert r["batch"] == 16 and r["time"]["ms_fwd_bwd"] > 0
+    assert bench.train_seconds_per_iter(log, until=iters)[1] == iters - 1 - bench.WARMUP
+    assert bench.train_seconds_per_iter(log)[1] == iters - bench.WARMUP
+    # without the images: one line naming the parameter, exit status 2, nothing written
+    out = tmp_path / "out"
+    p = subprocess.run([str(ROOT / "bin" / "python"), "-m", "rednet", "bench", "--nets", "red10", "--out", str(out),
+                        "--datasets", str(tmp_path / "none")], cwd=ROOT, capture_output=True, text=True)
+    err = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(err) == 1 and err[0].startswith("error: DATASETS="), p.stderr
+    assert not out.exists()
+
+
 def test_machine_facts_name_caffes_blas():
     m = bench.machine()
     assert m["cores"] >= 1
@@ -59,9 +96,9 @@ def test_machine_facts_name_caffes_blas():
 
 
 @pytest.mark.slow
-def test_quick_bench_end_to_end(tmp_path):
+def test_quick_bench_end_to_end(tmp_path, datasets_dir):
     """The whole bench on RED10 with a handful of iterations: numbers are positive and consistent."""
-    info = bench.run_bench(["red10"], quick=True, out_dir=tmp_path)
+    info = bench.run_bench(["red10"], quick=True, out_dir=tmp_path, datasets=datasets_dir)
     r = info["nets"][0]
     assert r["train"]["patches_per_s"] > 0 and r["time"]["patches_per_s"] > 0
     assert r["bound_peak_s"] > 0 and 0 < r["ratio_train_peak"] < 2

@@ -321,20 +321,44 @@ def test_make_preview_and_bad_levels(datasets_dir, tmp_path):
 
 
 def test_make_data_builds_once_and_again_when_a_knob_changes(datasets_dir, tmp_path):
+    """`make data` always asks `rednet data`, and the database's config.json alone decides:
+    an up-to-date database is left alone, a changed knob rebuilds it."""
     knobs = ["TASK=denoise", "SIGMA=7", "MAX_IMAGES=1", "NOISE_REPEATS=1", f"DB_DIR={tmp_path}"]
     r = _make("data", *knobs, "STRIDE=100", datasets_dir=datasets_dir)
     assert r.returncode == 0, r.stderr
     lst = tmp_path / "denoise-s7" / "train.txt"
     assert lst.is_file() and (lst.parent / "val.txt").is_file()
     m0 = lst.stat().st_mtime_ns
+    shards0 = {p: p.stat().st_ino for p in lst.parent.glob("*.h5")}
+    cfg0 = (lst.parent / "config.json").stat().st_mtime_ns
     r = _make("data", *knobs, "STRIDE=100", datasets_dir=datasets_dir)
-    assert r.returncode == 0 and "rednet data --task 'denoise-s7' --out" not in r.stdout
+    assert r.returncode == 0, r.stderr
     assert lst.stat().st_mtime_ns == m0                      # up to date: not rebuilt
+    assert {p: p.stat().st_ino for p in lst.parent.glob("*.h5")} == shards0
+    assert (lst.parent / "config.json").stat().st_mtime_ns == cfg0
+    assert not list(tmp_path.glob(".args"))                  # no stamp beside the databases
     r = _make("data", *knobs, "STRIDE=90", datasets_dir=datasets_dir)
     assert r.returncode == 0 and "rednet data --task 'denoise-s7' --out" in r.stdout
     assert json.loads((lst.parent / "config.json").read_text())["stride"] == 90
     h, w = load_image(D.list_images("BSD300", datasets_dir)[0]).shape[:2]
     assert len(_arrays(lst)["data"]) == ((h - 50) // 90 + 1) * ((w - 50) // 90 + 1)
+
+
+def test_make_data_follows_the_database_not_a_stamp(datasets_dir, tmp_path):
+    """A database rebuilt with other knobs behind make's back (`rednet data` directly) is
+    brought back to what `make data` asks for: make keeps no record of its own that could
+    call it up to date."""
+    knobs = ["TASK=denoise", "SIGMA=7", "MAX_IMAGES=1", "NOISE_REPEATS=1", "STRIDE=100", f"DB_DIR={tmp_path}"]
+    assert _make("data", *knobs, datasets_dir=datasets_dir).returncode == 0
+    out = tmp_path / "denoise-s7"
+    assert rednet_main(["data", "--task", "denoise-s7", "--out", str(out), "--datasets", str(datasets_dir),
+                        "--max-images", "1", "--noise-repeats", "1", "--stride", "90", "--quiet"]) == 0
+    assert json.loads((out / "config.json").read_text())["stride"] == 90
+    r = _make("data", *knobs, datasets_dir=datasets_dir)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "config.json").read_text())["stride"] == 100
+    h, w = load_image(D.list_images("BSD300", datasets_dir)[0]).shape[:2]
+    assert len(_arrays(out / "train.txt")["data"]) == ((h - 50) // 100 + 1) * ((w - 50) // 100 + 1)
 
 
 @pytest.mark.slow

@@ -365,6 +365,66 @@ def test_missing_database_is_a_one_line_error(toy, tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+def _toy_reading_db(toy: dict, db: Path) -> dict:
+    """The toy solver with its nets reading ``db``/{train,val}.txt, as the generated nets read
+    data/db/<task>/ (no --data/--val: the database is the nets' own)."""
+    from rednet.caffeio import hdf5_layers, read_prototxt, to_text
+    folder = Path(toy["solver"]).parent
+    for name, lst in (("train.prototxt", "train.txt"), ("test.prototxt", "val.txt")):
+        net = read_prototxt(folder / name, "NetParameter")
+        for l in hdf5_layers(net):
+            l.hdf5_data_param.source = str(db / lst)
+        (folder / name).write_text(to_text(net))
+    return dict(toy, data=None, val=None)
+
+
+def test_train_builds_a_missing_database_with_the_defaults(toy, tmp_path, monkeypatch):
+    """`rednet train` without the database of its task builds it: ``patches.build_db(task)``,
+    the default (paper-scale) configuration, into data/db/<task>/."""
+    from rednet import patches, paths, sources
+    monkeypatch.setattr(paths, "DB", tmp_path / "db")
+    db = tmp_path / "db" / "denoise-s30"
+    t = _toy_reading_db(toy, db)
+    calls = []
+
+    def build_db(task, *a, **kw):
+        calls.append((task, a, kw))
+        write_db(db, seed=0)
+        return write_db(db, rows=(12,), seed=1, name="val")
+    monkeypatch.setattr(patches, "build_db", build_db)
+    src = sources.resolve_sources("toy", "denoise-s30", solver=t["solver"], deploy=t["deploy"])
+    assert calls == [("denoise-s30", (), {})]
+    assert src.train_list == db / "train.txt" and src.val_list == db / "val.txt"
+
+
+def test_train_uses_an_existing_database_as_built(toy, tmp_path, monkeypatch, datasets_dir):
+    """A database that `make data` built with its own knobs (config.json) is trained on as it
+    is: `rednet train` neither rebuilds it with the defaults nor rewrites a file of it."""
+    from rednet import patches, paths, train
+    monkeypatch.setattr(paths, "DB", tmp_path / "db")
+    db = tmp_path / "db" / "denoise-s30"
+    lst = patches.build_db("denoise-s30", db, datasets=datasets_dir, max_images=1, stride=60, noise_repeats=1,
+                           shard_size=16, progress=False, workers=1)
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in db.iterdir()}
+    import h5py
+    n = 0
+    for p in patches.read_list(lst):
+        with h5py.File(p, "r") as f:
+            n += f["data"].shape[0]
+    t = _toy_reading_db(toy, db)
+
+    def no_build(*a, **kw):
+        raise AssertionError("build_db called for an existing database")
+    monkeypatch.setattr(patches, "build_db", no_build)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    info = train.train("toy", "denoise-s30", iters=2, run="asbuilt", runs_dir=tmp_path / "runs",
+                       solver=t["solver"], deploy=t["deploy"], progress=False)
+    assert info["status"] == "done"
+    assert info["data"]["train"]["list"] == paths.rel(lst) and info["data"]["train"]["patches"] == n
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in db.iterdir()} == before
+    assert json.loads((db / "config.json").read_text())["stride"] == 60 and n < 1000
+
+
 def test_resume_flag_needs_a_run(toy, tmp_path):
     r = cli(*train_args(toy, tmp_path / "runs", "none", "--resume"))
     assert r.returncode == 2 and "no run to resume" in r.stderr

@@ -2,13 +2,18 @@
 
 For each net (RED10, RED20, RED30, red30-official), measured in one run:
 
-1. **train**: a real ``bin/caffe train`` of a few dozen iterations (Adam, batch 16, 50x50
-   patches from HDF5 shards, as in real training) -- seconds per iteration from the glog
-   timestamps of the "Iteration N, loss" lines, the first iterations left out as warm-up.
+1. **train**: a real training run through ``rednet train`` (the code path of ``make train``:
+   run folder, data schedule, ``bin/caffe train`` under the supervisor) of a few dozen
+   iterations, with the net and the Adam solver rendered by ``rednet.netgen`` from the
+   project's templates (batch 16) and a small real database of ``denoise-s30`` built by
+   ``rednet.patches.build_db`` (50x50 patches of the first BSD images, their sha256 checked)
+   -- seconds per iteration from the glog timestamps of the "Iteration N, loss" lines, the
+   first iterations left out as warm-up and the line Caffe prints after training (after the
+   final snapshot, a forward pass only) left out too.
    The shards are small (``--shard-size``, default 128 patches), so Caffe loads a new shard
    every 8 iterations: data loading is inside the timing, more often than in real training
    (8192-patch shards, one load every 512 iterations).
-2. **time**: ``bin/caffe time`` on the same training net (forward + backward, no solver
+2. **time**: ``bin/caffe time`` on the run's own training net (forward + backward, no solver
    update), with Caffe's per-layer breakdown: time in Convolution/Deconvolution vs the rest.
 3. **bound**: FLOPs per patch counted from the net (every Convolution and Deconvolution:
    ``2 x MACs`` forward, the same again for the weight gradient and for the input gradient,
@@ -27,11 +32,14 @@ stock and the batch-parallel build are also run side by side); numpy is
 not used for the GEMM rate because it links its own OpenBLAS.  The machine load
 (``os.getloadavg``) is recorded before and after each measurement: timings taken while
 other work runs are not comparable.  Results: ``results/bench/bench.{md,json}``.
+The database needs the BSD images: ``--datasets`` (default ``$DATASETS``, as ``rednet data``).
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.util
+import io
 import json
 import os
 import platform
@@ -53,6 +61,8 @@ ITERS = {"red10": (40, 8), "red20": (30, 6), "red30": (24, 5), "red30-official":
 WARMUP = 3
 PATCH = 50
 BATCH = 16
+#: the task the bench trains on (its database, nets and solver are the real ones of this task)
+TASK = "denoise-s30"
 
 
 # ------------------------------------------------------------------------ machine facts
@@ -182,14 +192,18 @@ def parse_time(out: str) -> dict:
     return res
 
 
-def train_seconds_per_iter(log_text: str, warmup: int = WARMUP) -> tuple[float, int]:
-    """Mean seconds per iteration between the warm-up and the last iteration of a train log."""
+def train_seconds_per_iter(log_text: str, warmup: int = WARMUP, until: int | None = None) -> tuple[float, int]:
+    """Mean seconds per iteration between the warm-up and the last iteration of a train log.
+
+    ``until``: only the lines of iterations below it (a run's ``max_iter``: the line Caffe
+    prints at ``max_iter`` comes after training, after the final snapshot and a forward pass
+    without backward, and is not a training iteration)."""
     pts = []
     for line in log_text.splitlines():
         ev = logparse.parse_line(line)
         if ev is not None and ev.kind == "loss":
             pts.append((ev.iteration, ev.time))
-    pts = [(i, t) for i, t in pts if i >= warmup]
+    pts = [(i, t) for i, t in pts if i >= warmup and (until is None or i < until)]
     if len(pts) < 2:
         raise UserError("caffe train: too few iterations logged to time")
     (i0, t0), (i1, t1) = pts[0], pts[-1]
@@ -347,72 +361,84 @@ def im2col_flags(work: Path, widths: list[int]) -> dict:
     return out
 
 
-def write_bench_db(folder: Path, shard_size: int, shards: int) -> Path:
-    """Random 50x50 patch shards (content does not matter for the timing)."""
-    import h5py
-    import numpy as np
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for k in range(shards):
-        label = rng.random((shard_size, 1, PATCH, PATCH), dtype=np.float32)
-        data = label + rng.normal(0, 0.1, label.shape).astype(np.float32)
-        p = folder / f"bench_{k:03d}.h5"
-        with h5py.File(p, "w") as f:
-            f["data"] = data
-            f["label"] = label
-        lines.append(str(p))
-    lst = folder / "train.txt"
-    lst.write_text("\n".join(lines) + "\n")
-    return lst
+def bench_db(work: Path, shard_size: int, shards: int, datasets=None) -> Path:
+    """The bench's training database: a small real database of :data:`TASK`, built by
+    ``rednet.patches.build_db`` into ``work/db/<task>/`` (``shards`` shards of ``shard_size``
+    pairs from the first BSD images, their sha256 checked; validation as in every database).
+    Returns its train list file."""
+    from . import patches
+    need = shard_size * shards
+    per_image = 1500        # pairs one BSD image gives at the default stride and noise draws (1,725)
+    return patches.build_db(TASK, work / "db" / TASK, datasets=datasets, max_images=-(-need // per_image),
+                            max_patches=need, shard_size=shard_size, workers=1, progress=False)
 
 
-BENCH_SOLVER = """net: "{net}"
-type: "Adam"
-base_lr: 0.0001
-momentum: 0.9
-momentum2: 0.999
-lr_policy: "fixed"
-display: 1
-max_iter: {iters}
-snapshot: 0
-snapshot_after_train: false
-random_seed: 1603
-solver_mode: CPU
-"""
+def net_files(work: Path, name: str) -> dict[str, Path]:
+    """Render the preset ``name`` for :data:`TASK` from the project's templates
+    (``rednet.netgen.files_for``: deploy net, train/test nets, Adam solver) into ``work/<name>/``;
+    returns the paths of ``solver`` and ``deploy``."""
+    from . import netgen
+    cfg = netgen.get_preset(name)
+    d = work / name
+    for p, text in netgen.files_for(cfg, paths.ROOT, tasks=[TASK], out_dir=d, solver_dir=d).items():
+        atomic_write_text(p, text)
+    return {"solver": d / f"{cfg.name}_{TASK}.prototxt", "deploy": d / "deploy.prototxt"}
+
+
+@contextlib.contextmanager
+def _caffe_build(build: str | None):
+    """``CAFFE=build`` in this process's environment for the block (``rednet train`` passes its
+    environment to bin/caffe and records the build from it)."""
+    old = os.environ.get("CAFFE")
+    if build is not None:
+        os.environ["CAFFE"] = build
+    try:
+        yield
+    finally:
+        if build is not None:
+            if old is None:
+                os.environ.pop("CAFFE", None)
+            else:
+                os.environ["CAFFE"] = old
+
+
+def run_dir(work: Path, run: str) -> Path:
+    """The folder of the bench's training run ``run`` (runs of the bench live in ``work/runs``)."""
+    return work / "runs" / run
+
+
+def train_run(name: str, work: Path, run: str, db_list: Path, iters: int, build: str | None = None) -> dict:
+    """Train ``name`` for ``iters`` iterations through ``rednet.train.train`` (the code path of
+    ``make train``) in ``work/runs/<run>/``: the solver and nets of :func:`net_files`, the
+    database ``db_list`` (and its val.txt), the loss logged every iteration; ``build``: the
+    Caffe build (``CAFFE``).  Returns the run record; the log is ``train.log`` in the run."""
+    from . import train
+    f = net_files(work, name)
+    out = io.StringIO()
+    with _caffe_build(build), contextlib.redirect_stdout(out):
+        rec = train.train(name, TASK, iters=iters, run=run, runs_dir=work / "runs", resume=False,
+                          solver=str(f["solver"]), data=str(db_list), val=str(db_list.parent / "val.txt"),
+                          deploy=str(f["deploy"]), display=1, progress=False)
+    atomic_write_text(run_dir(work, run) / "bench_stdout.txt", out.getvalue())
+    return rec
 
 
 def bench_net(name: str, work: Path, db_list: Path, train_iters: int, time_iters: int) -> dict:
-    from . import netgen
-    from .caffeio import read_prototxt, to_text
-    cfg = netgen.get_preset(name)
-    d = work / name
-    d.mkdir(parents=True, exist_ok=True)
-    deploy = d / "deploy.prototxt"
-    deploy.write_text(netgen.render_deploy(cfg))
-    tr = d / "train.prototxt"
-    tr.write_text(netgen.render_train(cfg, "denoise-s30", "train"))
-    net = read_prototxt(tr, "NetParameter")
-    for l in net.layer:
-        if l.type == "HDF5Data":
-            l.hdf5_data_param.source = str(db_list)
-            l.hdf5_data_param.shuffle = False
-            batch = l.hdf5_data_param.batch_size
-    tr.write_text(to_text(net))
-    flops = conv_flops(deploy)
-    res = {"net": name, "batch": batch, "flops_per_patch": flops["total"], "flops_forward": flops["forward"]}
-    # 1. real training
-    solver = d / "solver.prototxt"
-    solver.write_text(BENCH_SOLVER.format(net=tr, iters=train_iters))
+    f = net_files(work, name)
+    flops = conv_flops(f["deploy"])
+    # 1. real training, through rednet train
     l0 = load()
     t0 = time.monotonic()
-    out = run_caffe(["train", "-solver", str(solver)], d / "train.log")
-    spi, n = train_seconds_per_iter(out)
+    rec = train_run(name, work, name, db_list, train_iters)
+    batch = rec["batch_size"]
+    res = {"net": name, "batch": batch, "flops_per_patch": flops["total"], "flops_forward": flops["forward"]}
+    spi, n = train_seconds_per_iter((run_dir(work, name) / "train.log").read_text(), until=train_iters)
     res["train"] = {"iterations": train_iters, "timed": n, "s_per_iter": spi, "patches_per_s": batch / spi,
                     "wall_s": time.monotonic() - t0, "load": [l0, load()]}
-    # 2. caffe time
+    # 2. caffe time, on the run's own training net
     l0 = load()
-    t = parse_time(run_caffe(["time", "-model", str(tr), "-iterations", str(time_iters)], d / "time.log"))
+    t = parse_time(run_caffe(["time", "-model", str(run_dir(work, name) / "train.prototxt"), "-iterations",
+                              str(time_iters)], work / name / "time.log"))
     conv_ms = sum(v for k, v in t["layers"].items() if k.startswith(("conv", "deconv")) and "relu" not in k
                   and "sum" not in k)
     res["time"] = {"iterations": time_iters, "ms_fwd_bwd": t["Forward-Backward"],
@@ -422,8 +448,14 @@ def bench_net(name: str, work: Path, db_list: Path, train_iters: int, time_iters
     return res
 
 
+def train_iters(name: str, quick: bool) -> tuple[int, int]:
+    """(train iterations, caffe-time iterations) of ``name``: :data:`ITERS`, or a handful (quick)."""
+    return (WARMUP + 3, 1) if quick else ITERS[name]
+
+
 def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Path | None = None,
-              threads_compare: bool = True, torch_compare: bool = True, builds_compare: bool = True) -> dict:
+              threads_compare: bool = True, torch_compare: bool = True, builds_compare: bool = True,
+              datasets=None) -> dict:
     from . import netgen
     for n in nets:
         netgen.get_preset(n)  # UserError for unknown names
@@ -431,8 +463,12 @@ def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Pa
     work = Path(tempfile.mkdtemp(prefix="bench.", dir=paths.ROOT / "data" / "cache"
                                  if (paths.ROOT / "data" / "cache").is_dir() else None))
     try:
+        # the database first: without the BSD images (DATASETS) the bench stops before measuring
+        shards = max(2, (max(train_iters(n, quick)[0] for n in nets) + 2) * BATCH // shard_size + 1)
+        db = bench_db(work, shard_size, min(shards, 8), datasets)
         info = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "machine": machine(),
-                "load_start": load(), "shard_size": shard_size, "warmup_iterations": WARMUP, "nets": []}
+                "load_start": load(), "shard_size": shard_size, "warmup_iterations": WARMUP, "task": TASK,
+                "database": paths.rel(db.parent), "nets": []}
         print(f"machine: {info['machine']['cpu']}, {info['machine']['cores']} cores; BLAS "
               f"{info['machine']['blas']} ({info['machine']['openblas'].get('corename', '?')}, "
               f"{info['machine']['openblas'].get('threads', '?')} threads); load {info['load_start']}")
@@ -446,12 +482,8 @@ def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Pa
         for flags, v in info["im2col"].items():
             print(f"  {flags:18s} " + "; ".join(f"{k}: im2col {x['im2col_ms']:.2f} ms, col2im {x['col2im_ms']:.2f} ms "
                                               f"(batch 16)" for k, x in v.items()))
-        shards = max(2, (max(ITERS[n][0] for n in nets) + 2) * BATCH // shard_size + 1)
-        db = write_bench_db(work / "db", shard_size, min(shards, 8))
         for n in nets:
-            ti, tt = ITERS[n]
-            if quick:
-                ti, tt = WARMUP + 3, 1
+            ti, tt = train_iters(n, quick)
             print(f"{n}: caffe train {ti} iterations, caffe time {tt} ...", flush=True)
             w = netgen.get_preset(n).width
             # the GEMM rate again right before this net: the bound and the net see the same load
@@ -473,7 +505,7 @@ def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Pa
             info["nets"].append(r)
             print("  " + _line(r), flush=True)
         if threads_compare and "red30" in nets:
-            tr = work / "red30" / "train.prototxt"
+            tr = run_dir(work, "red30") / "train.prototxt"
             l0 = load()
             env1 = dict(os.environ, OPENBLAS_NUM_THREADS="1")
             t1 = parse_time(run_caffe(["time", "-model", str(tr), "-iterations", "2" if quick else str(ITERS["red30"][1])],
@@ -487,7 +519,7 @@ def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Pa
                   f"GEMM peak with one thread {g1['gflops']:.1f} GFLOP/s", flush=True)
         if threads_compare and "red30" in nets and os.environ.get("OPENBLAS_CORETYPE"):
             # the environment forces an OpenBLAS kernel: measure OpenBLAS's own choice too
-            tr = work / "red30" / "train.prototxt"
+            tr = run_dir(work, "red30") / "train.prototxt"
             env_auto = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
             core = openblas_info(info["machine"]["blas"], env_auto).get("corename")
             l0 = load()
@@ -500,7 +532,7 @@ def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Pa
                   f"{ta['Forward-Backward'] / 1000:.3f} s; GEMM {g['peak']['gflops']:.0f} / {g['w64']['gflops']:.0f} GFLOP/s",
                   flush=True)
         if builds_compare and len(builds_available()) == 2:
-            info["builds"] = build_rows(nets, work, quick)
+            info["builds"] = build_rows(nets, work, quick, db)
         if torch_compare:
             info["torch"] = torch_rows(info["nets"], quick)
         info["load_end"] = load()
@@ -593,22 +625,23 @@ def restore_seconds(build: str, deploy: Path, reps: int) -> float:
     return restore_timing(build, deploy, reps)["seconds"]
 
 
-def build_rows(nets, work: Path, quick: bool, rounds: int = 2) -> list[dict]:
-    """The stock and the batch-parallel Caffe build side by side: the same `caffe train` as
-    above (solver and db of bench_net), alternated stock, fast, stock, fast, ..., so that both
-    see the same load; the median s/iter of each.  Also the 256x256 ensemble restore
-    (:func:`restore_timing`: 8 orientations, batched)."""
+def build_rows(nets, work: Path, quick: bool, db_list: Path, rounds: int = 2) -> list[dict]:
+    """The stock and the batch-parallel Caffe build side by side: the same training run as
+    above (:func:`train_run`: solver, nets and database of bench_net, through rednet train),
+    alternated stock, fast, stock, fast, ..., so that both see the same load; the median s/iter
+    of each.  Also the 256x256 ensemble restore (:func:`restore_timing`: 8 orientations, batched)."""
     import statistics
     rows = []
     for n in nets:
         d = work / n
-        solver = d / "solver.prototxt"
+        ti = train_iters(n, quick)[0]
         spi = {"stock": [], "fast": []}
         l0 = load()
         for k in range(1 if quick else rounds):
             for b in ("stock", "fast"):
-                out = run_caffe(["train", "-solver", str(solver)], d / f"train_{b}_{k}.log", env=dict(os.environ, CAFFE=b))
-                spi[b].append(train_seconds_per_iter(out)[0])
+                train_run(n, work, f"{n}_{b}_{k}", db_list, ti, build=b)
+                spi[b].append(train_seconds_per_iter((run_dir(work, f"{n}_{b}_{k}") / "train.log").read_text(),
+                                                     until=ti)[0])
         s, f = statistics.median(spi["stock"]), statistics.median(spi["fast"])
         r = {"net": n, "s_per_iter": spi, "stock_s_per_iter": s, "fast_s_per_iter": f, "speedup": s / f,
              "load": [l0, load()], "omp_threads": os.environ.get("OMP_NUM_THREADS")}
@@ -805,8 +838,10 @@ def report(info: dict) -> str:
                       "most a build that splits the work over the cores can gain on the GEMM part of the time)."]
     lines += [
         "",
-        f"train: `bin/caffe train` (Adam, HDF5 shards of {info['shard_size']} patches, a shard load every "
-        f"{info['shard_size'] // 16} iterations), first {info['warmup_iterations']} iterations not timed. "
+        f"train: `bin/caffe train` through `rednet train` (the generated Adam solver and nets, a small "
+        f"{info.get('task', TASK)} database of `rednet data` in HDF5 shards of {info['shard_size']} patches, a "
+        f"shard load every {info['shard_size'] // 16} iterations), first {info['warmup_iterations']} iterations "
+        "and the line after the last one not timed. "
         "caffe time: forward+backward of the same net, no solver update. bound: FLOPs x batch / GEMM rate. "
         "See docs/training.md.",
         "",
@@ -818,7 +853,7 @@ def cmd_bench(args) -> int:
     nets = args.nets.split(",") if args.nets else list(NETS)
     run_bench(nets, shard_size=args.shard_size, quick=args.quick, out_dir=args.out,
               threads_compare=not args.no_threads_compare, torch_compare=not args.no_torch,
-              builds_compare=not args.no_builds)
+              builds_compare=not args.no_builds, datasets=args.datasets)
     return 0
 
 
@@ -829,6 +864,8 @@ def register(subparsers) -> None:
     p.add_argument("--shard-size", type=int, default=128, help="patches per HDF5 shard of the bench db")
     p.add_argument("--quick", action="store_true", help="a few iterations only (for tests)")
     p.add_argument("--out", help="output folder (default results/bench)")
+    p.add_argument("--datasets", default=None,
+                   help="benchmark image folder, for the bench's database (default $DATASETS)")
     p.add_argument("--no-threads-compare", action="store_true", help="skip the RED30 run with one BLAS thread")
     p.add_argument("--no-torch", action="store_true",
                    help="skip the PyTorch comparison (run only where torch is installed)")
