@@ -54,7 +54,7 @@ def test_seconds_per_iteration_from_a_real_train_log(tmp_path):
 
 def test_bench_trains_through_rednet_data_and_rednet_train(tmp_path, datasets_dir):
     """The bench's database is a real one of rednet.patches (config.json, sha256-checked images),
-    its training a run of rednet.train with the solver and nets rendered by rednet.netgen; the
+    its training a run of rednet.train (solver and nets rendered from the templates); the
     timing leaves out the warm-up and the line Caffe prints after the last iteration."""
     import subprocess
     from rednet import paths, patches
@@ -67,12 +67,10 @@ def test_bench_trains_through_rednet_data_and_rednet_train(tmp_path, datasets_di
     r = bench.bench_net("red10", tmp_path, db, iters, 1)
     run = bench.run_dir(tmp_path, "red10")
     rec = json.loads((run / "run.json").read_text())
-    solver = tmp_path / "red10" / f"red10_{bench.TASK}.prototxt"
-    assert rec["sources"]["solver"] == paths.rel(solver) and rec["data"]["train"]["list"] == paths.rel(db)
+    assert rec["sources"]["solver"] == "prototxt_templates/solver.prototxt.j2"       # make train's way
+    assert rec["sources"]["parameters"] == netgen.get_preset("red10").params()
+    assert rec["data"]["train"]["list"] == paths.rel(db)
     assert rec["data"]["train"]["patches"] == 64 and rec["status"] == "done"
-    cfg10 = netgen.get_preset("red10")
-    rel = paths.rel(tmp_path / "red10") if str(tmp_path).startswith(str(paths.ROOT)) else str(tmp_path / "red10")
-    assert solver.read_text() == netgen.render_solver(cfg10, bench.TASK, net_root=rel)
     assert "display: 1" in (run / "solver.prototxt").read_text()
     log = (run / "train.log").read_text()
     assert f"Iteration {iters}, loss" in log            # after training: logged, not timed

@@ -418,7 +418,8 @@ def test_train_uses_an_existing_database_as_built(toy, tmp_path, monkeypatch, da
     monkeypatch.setattr(patches, "build_db", no_build)
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
     info = train.train("toy", "denoise-s30", iters=2, run="asbuilt", runs_dir=tmp_path / "runs",
-                       solver=t["solver"], deploy=t["deploy"], progress=False)
+                       files=train.TrainFiles(solver=t["solver"], deploy=t["deploy"]),
+                       options=train.SessionOptions(progress=False))
     assert info["status"] == "done"
     assert info["data"]["train"]["list"] == paths.rel(lst) and info["data"]["train"]["patches"] == n
     assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in db.iterdir()} == before

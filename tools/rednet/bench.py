@@ -373,18 +373,6 @@ def bench_db(work: Path, shard_size: int, shards: int, datasets=None) -> Path:
                             max_patches=need, shard_size=shard_size, workers=1, progress=False)
 
 
-def net_files(work: Path, name: str) -> dict[str, Path]:
-    """Render the preset ``name`` for :data:`TASK` from the project's templates
-    (``rednet.netgen.files_for``: deploy net, train/test nets, Adam solver) into ``work/<name>/``;
-    returns the paths of ``solver`` and ``deploy``."""
-    from . import netgen
-    cfg = netgen.get_preset(name)
-    d = work / name
-    for p, text in netgen.files_for(cfg, paths.ROOT, tasks=[TASK], out_dir=d, solver_dir=d).items():
-        atomic_write_text(p, text)
-    return {"solver": d / f"{cfg.name}_{TASK}.prototxt", "deploy": d / "deploy.prototxt"}
-
-
 @contextlib.contextmanager
 def _caffe_build(build: str | None):
     """``CAFFE=build`` in this process's environment for the block (``rednet train`` passes its
@@ -409,27 +397,25 @@ def run_dir(work: Path, run: str) -> Path:
 
 def train_run(name: str, work: Path, run: str, db_list: Path, iters: int, build: str | None = None) -> dict:
     """Train ``name`` for ``iters`` iterations through ``rednet.train.train`` (the code path of
-    ``make train``) in ``work/runs/<run>/``: the solver and nets of :func:`net_files`, the
-    database ``db_list`` (and its val.txt), the loss logged every iteration; ``build``: the
+    ``make train``: the run renders its solver and nets from the templates) in
+    ``work/runs/<run>/``, on the database ``db_list`` (and its val.txt), the loss logged every iteration; ``build``: the
     Caffe build (``CAFFE``).  Returns the run record; the log is ``train.log`` in the run."""
     from . import train
-    f = net_files(work, name)
     out = io.StringIO()
     with _caffe_build(build), contextlib.redirect_stdout(out):
         rec = train.train(name, TASK, iters=iters, run=run, runs_dir=work / "runs", resume=False,
-                          solver=str(f["solver"]), data=str(db_list), val=str(db_list.parent / "val.txt"),
-                          deploy=str(f["deploy"]), display=1, progress=False)
+                          files=train.TrainFiles(data=str(db_list), val=str(db_list.parent / "val.txt")),
+                          options=train.SessionOptions(display=1, progress=False))
     atomic_write_text(run_dir(work, run) / "bench_stdout.txt", out.getvalue())
     return rec
 
 
 def bench_net(name: str, work: Path, db_list: Path, train_iters: int, time_iters: int) -> dict:
-    f = net_files(work, name)
-    flops = conv_flops(f["deploy"])
-    # 1. real training, through rednet train
+    # 1. real training, through rednet train (the run renders its nets from the templates)
     l0 = load()
     t0 = time.monotonic()
     rec = train_run(name, work, name, db_list, train_iters)
+    flops = conv_flops(run_dir(work, name) / "deploy.prototxt")
     batch = rec["batch_size"]
     res = {"net": name, "batch": batch, "flops_per_patch": flops["total"], "flops_forward": flops["forward"]}
     spi, n = train_seconds_per_iter((run_dir(work, name) / "train.log").read_text(), until=train_iters)
@@ -438,7 +424,7 @@ def bench_net(name: str, work: Path, db_list: Path, train_iters: int, time_iters
     # 2. caffe time, on the run's own training net
     l0 = load()
     t = parse_time(run_caffe(["time", "-model", str(run_dir(work, name) / "train.prototxt"), "-iterations",
-                              str(time_iters)], work / name / "time.log"))
+                              str(time_iters)], run_dir(work, name) / "time.log"))
     conv_ms = sum(v for k, v in t["layers"].items() if k.startswith(("conv", "deconv")) and "relu" not in k
                   and "sum" not in k)
     res["time"] = {"iterations": time_iters, "ms_fwd_bwd": t["Forward-Backward"],
@@ -633,7 +619,7 @@ def build_rows(nets, work: Path, quick: bool, db_list: Path, rounds: int = 2) ->
     import statistics
     rows = []
     for n in nets:
-        d = work / n
+        d = run_dir(work, n)            # bench_net's run of the net: its deploy net
         ti = train_iters(n, quick)[0]
         spi = {"stock": [], "fast": []}
         l0 = load()
