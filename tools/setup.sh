@@ -40,6 +40,8 @@ APT_PACKAGES=(build-essential patch python3-dev python3-venv
   libboost-system-dev libboost-thread-dev libboost-filesystem-dev libboost-regex-dev
   libboost-python-dev libprotobuf-dev protobuf-compiler libgoogle-glog-dev
   libgflags-dev libhdf5-dev libopenblas-dev)
+# oneDNN, for the fast build's Convolution/Deconvolution (patches/fast/0003-onednn-convolution.patch)
+[ "${FAST:-1}" = 0 ] || APT_PACKAGES+=(libdnnl-dev)
 # EXTRA_APT_PACKAGES: more Debian packages to install with the same checks (space separated)
 read -r -a EXTRA <<< "${EXTRA_APT_PACKAGES:-}"
 APT_PACKAGES+=("${EXTRA[@]}")
@@ -294,7 +296,7 @@ fi
 
 # ---------------------------------------------------------------- 4. batch-parallel Caffe
 # The same sdist in a fresh tree, the stock patches and then tools/caffe_build/patches/fast/,
-# built with OpenMP (Makefile.config.fast).  Always from a fresh tree: Caffe's Makefile does
+# built with OpenMP and oneDNN (Makefile.config.fast).  Always from a fresh tree: Caffe's Makefile does
 # not track header dependencies (its -isystem include paths hide them from -MMD).
 CURRENT_STEP="Caffe, batch-parallel build (.caffe-fast)"
 step "$CURRENT_STEP"
@@ -329,7 +331,7 @@ else
     HDF5_LIB="$(ls -d /usr/lib/*/hdf5/serial 2>/dev/null | head -1)"
     write_config "$FSRC.tmp" "$ROOT/tools/caffe_build/Makefile.config.fast"
     mv "$FSRC.tmp" "$FSRC"
-    say "Makefile.config: as stock, plus tools/caffe_build/Makefile.config.fast (-fopenmp)"
+    say "Makefile.config: as stock, plus tools/caffe_build/Makefile.config.fast (-fopenmp, -ldnnl)"
     say "make -j$JOBS all pycaffe  (about 5 minutes on 2 cores; log: .caffe-fast/build.log)"
     start=$(date +%s)
     if ! make -C "$FSRC" -j"$JOBS" all pycaffe > "$FAST_DIR/build.log" 2>&1; then
