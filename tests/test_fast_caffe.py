@@ -268,9 +268,10 @@ def test_red10_training_losses_agree_with_stock(tmp_path):
 
     (oneDNN sums in another order than stock's GEMM: one step's gradients differ by ~1e-6
     relative, and training magnifies that as it would any change of float order, e.g. another
-    BLAS kernel.  Measured on the Intel Xeon, 2026-12-01: within 0.45 % up to iteration 250,
-    single losses then up to 2.4 % apart (iteration 289; 0.14 % at 290) while the 20-iteration
-    means stay within 0.63 %.  At the toy's 1e-3 this net's loss jumps from 132 to 287 at
+    BLAS kernel.  Measured on the Intel Xeon, 2026-12-01, with the deconvolutions' forward as
+    flipped convolutions: within 0.64 % up to iteration 250 (iteration 230), single losses then
+    up to 2.0 % apart (iteration 289) while the 20-iteration means stay within 0.61 %; before
+    that change 0.45 %, 2.4 % and 0.63 %.  At the toy's 1e-3 this net's loss jumps from 132 to 287 at
     iteration 4 and the builds part within 40 iterations.)"""
     from rednet import logparse
     toy = _toy(tmp_path / "toy", 300, 300, lr=1e-4)
