@@ -22,7 +22,8 @@ nets, weights and inputs:
 * a synthetic net with what the presets lack (groups, 1x1, strides, no bias) likewise;
 * 300 Adam iterations of RED10 (width 64, depth 10, 16x16 patches) on the same tiny
   database: every logged training loss within 1 %;
-* the fast build resumes a SIGKILLed run bitwise (within the fast build, fixed threads).
+* the fast build resumes a SIGKILLed run bitwise (within the fast build, fixed threads);
+* once oneDNN runs, OpenBLAS runs single-threaded unless OPENBLAS_NUM_THREADS is set.
 
 Skipped with the reason where the fast build is absent; CI builds it (`make setup`).
 """
@@ -222,6 +223,42 @@ def test_fast_build_runs_convolutions_by_onednn(preset):
     assert execs == [("convolution", "forward_training")] * len(layers), (layers, execs)
     layers, execs = _primitives(preset, REDNET_DNNL="0")
     assert execs == [], execs
+
+
+BLAS_THREADS = r'''
+import ctypes, sys
+import caffe
+caffe.set_mode_cpu()
+blas = ctypes.CDLL("libopenblas.so.0")    # the OpenBLAS that libcaffe loaded
+before = blas.openblas_get_num_threads()
+net = caffe.Net(sys.argv[1], caffe.TEST)
+net.blobs["data"].reshape(1, 1, 12, 10)
+net.reshape()
+net.forward()
+print(before, blas.openblas_get_num_threads())
+'''
+
+
+def _blas_threads(build: str, **env) -> tuple[int, int]:
+    """OpenBLAS's thread count in a pycaffe process before and after one RED10 forward."""
+    base = {k: v for k, v in env_for(build).items() if k != "OPENBLAS_NUM_THREADS"}
+    r = subprocess.run([PY, "-c", BLAS_THREADS, str(ROOT / "gen" / "red10" / "deploy.prototxt")], cwd=ROOT,
+                       env=dict(base, **env), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    before, after = map(int, r.stdout.split()[-2:])
+    return before, after
+
+
+def test_onednn_makes_openblas_single_threaded_unless_asked():
+    """Once oneDNN runs, the fast build's OpenBLAS runs in the calling thread (its idle threads
+    would spin beside oneDNN's); OPENBLAS_NUM_THREADS, stock and REDNET_DNNL=0 keep the count."""
+    before, after = _blas_threads("fast")
+    if before < 2:
+        pytest.skip("OpenBLAS runs one thread here anyway")
+    assert after == 1
+    assert _blas_threads("fast", OPENBLAS_NUM_THREADS="2") == (2, 2)
+    assert _blas_threads("fast", REDNET_DNNL="0") == (before, before)
+    assert _blas_threads("stock") == (before, before)
 
 
 @pytest.mark.parametrize("preset", ("red10", "red30"))
