@@ -8,13 +8,15 @@
 #   make train NET=red30 TASK=denoise SIGMA=30 BLAS_CORE=auto   # let OpenBLAS pick its AVX-512 kernels
 #   make train NET=red10 TASK=denoise SIGMA=30 FROM_MODEL=models/red10_denoise-s30   # run folder lost:
 #                                             continue from the zoo's weights at their iteration
+#                                             (Adam's moments estimated from MOMENT_BATCHES=100 batches)
 #   make curves [RUNS="red10_denoise-s30 red20_denoise-s30"]
 
 TRAIN_ARGS = $(if $(NET),--net '$(NET)') $(if $(TASK),--task '$(TASK)') $(if $(SIGMA),--sigma '$(SIGMA)') \
              $(if $(SCALE),--scale '$(SCALE)') $(if $(ITERS),--iters '$(ITERS)') $(if $(RUN),--run '$(RUN)') \
              $(if $(filter 1 yes true,$(RESUME)),--resume) $(if $(MODE),--mode '$(MODE)') \
              $(if $(SNAPSHOT),--snapshot-every '$(SNAPSHOT)') $(if $(MINUTES),--time-limit '$(MINUTES)') \
-             $(if $(BLAS_CORE),--blas-core '$(BLAS_CORE)') $(if $(FROM_MODEL),--from-model '$(FROM_MODEL)')
+             $(if $(BLAS_CORE),--blas-core '$(BLAS_CORE)') $(if $(FROM_MODEL),--from-model '$(FROM_MODEL)') \
+             $(if $(MOMENT_BATCHES),--moment-batches '$(MOMENT_BATCHES)')
 
 .PHONY: train curves bench demo
 

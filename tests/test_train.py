@@ -131,6 +131,39 @@ def test_tiny_run_through_the_real_binary(toy, tmp_path):
     assert (run / "snapshots" / "toy_denoise-s30_iter_20.caffemodel").read_bytes() == before
 
 
+def test_every_validation_test_reads_the_same_patches(tmp_path):
+    """Every test of a run reads the same validation patches: the whole batches of the
+    validation database, from its first patch.  With the weights held (base_lr 0) every
+    logged test loss is then the same; reading on where the last test stopped (Caffe's way,
+    the solver's own test_iter 2 over 42 pairs) gives a different loss at each test."""
+    import h5py
+    toy = write_toy(tmp_path / "toy", lr=0, val_rows=(12, 30))       # 42 pairs, test batch 16
+    from rednet import logparse
+    runs = tmp_path / "runs"
+    r = cli(*train_args(toy, runs, "v1", "--iters", "30"))
+    assert r.returncode == 0, r.stderr + r.stdout
+    run = runs / "v1"
+    assert "test_iter: 2\n" in (run / "solver.prototxt").read_text()
+    losses = [r.test_loss for r in logparse.parse_log(run / "train.log").sorted_rows() if r.test_loss is not None]
+    assert len(losses) == 4 and len(set(losses)) == 1, losses
+    val = json.loads((run / "run.json").read_text())["data"]["val"]
+    assert (val["patches"], val["per_test"], val["test_iter"]) == (42, 32, 2)
+    # the one file Caffe reads: the first 32 pairs, the 12 of the first shard then 20 of the second
+    listed = (run / "data" / "val_schedule.txt").read_text().split()
+    assert len(listed) == 1
+    shards = Path(toy["val"]).read_text().split()
+    with h5py.File(listed[0]) as f, h5py.File(shards[0]) as a, h5py.File(shards[1]) as b:
+        for t in ("data", "label"):
+            assert np.array_equal(f[t][:], np.concatenate([a[t][:], b[t][:20]]))
+
+
+def test_a_validation_database_smaller_than_a_test_batch_is_refused(tmp_path):
+    toy = write_toy(tmp_path / "toy", val_rows=(7, 8))
+    r = cli(*train_args(toy, tmp_path / "runs", "v2", "--iters", "10"))
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
+    assert "15 validation pairs, fewer than one test batch; expected at least 16" in r.stderr
+
+
 def _wait_for(pred, timeout=120.0, step=0.002):
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
@@ -515,7 +548,8 @@ def test_a_preset_run_is_rendered_from_the_templates(tmp_path):
     assert diff((ROOT / "solvers/red10_denoise-s30.prototxt").read_text(), (run / "solver.prototxt").read_text()) == \
         sorted(["max_iter: 2", "snapshot: 2", f'snapshot_prefix: "{rel}/snapshots/red10_denoise-s30"',
                 f'train_net: "{rel}/train.prototxt"', f'test_net: "{rel}/test.prototxt"',
-                "# Snapshot (weights + solver state, so a run can resume) every 2 iterations (ours)."])
+                "# Snapshot (weights + solver state, so a run can resume) every 2 iterations (ours).",
+                "test_iter: 1"])     # the validation database's 16 pairs: one batch
     assert diff((ROOT / "gen/red10/denoise-s30/train.prototxt").read_text(), (run / "train.prototxt").read_text()) == \
         sorted([f'    source: "{rel}/data/train_schedule.txt"', "    shuffle: false"])
     assert diff((ROOT / "gen/red10/denoise-s30/test.prototxt").read_text(), (run / "test.prototxt").read_text()) == \

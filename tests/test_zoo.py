@@ -5,7 +5,8 @@
 - `zoo export` of a real (tiny) run through `bin/caffe`: files, card, sha1; a changed byte
   is caught by `zoo verify`;
 - `train --from-model`: a new run continues from the zoo weights at their iteration, with
-  Adam's moments reset, and records it.
+  Adam's moments estimated from the batches before it (equal to what Caffe's own Adam
+  accumulates over those batches), and records it.
 """
 from __future__ import annotations
 
@@ -89,6 +90,8 @@ def test_export_writes_a_card_that_verifies(tiny_run, datasets_dir):
         assert (folder / f).is_file(), f
     body = (folder / zoo.CARD).read_text()
     assert "make train NET=toy" in body and "![training loss" in body
+    assert (card["validation"]["same_patches_from"], card["validation"]["patches_per_test"]) == (0, 16)
+    assert "Every test read the same 16 patches." in body
     # one changed byte in the weights is caught
     w = folder / "tiny-model.caffemodel"
     data = bytearray(w.read_bytes())
@@ -100,7 +103,7 @@ def test_export_writes_a_card_that_verifies(tiny_run, datasets_dir):
 
 def test_a_new_run_continues_from_zoo_weights(tiny_run, datasets_dir):
     """FROM_MODEL: the run starts at the model's iteration from its exact weights; only the
-    optimiser's history restarts (zero), and run.json says so."""
+    optimiser's history is new (estimated), and run.json says so."""
     toy, run, tmp = tiny_run
     folder = zoo.export(run, "seed", root=tmp / "models2", datasets=datasets_dir)
     runs = tmp / "runs"
@@ -110,6 +113,7 @@ def test_a_new_run_continues_from_zoo_weights(tiny_run, datasets_dir):
     s = info["sessions"][0]
     assert s["start_iter"] == 20 and s["end_iter"] == 30
     assert s["restart"]["iteration"] == 20 and s["restart"]["weights_sha1"] == zoo.read_card(folder)["sha1"]
+    assert s["restart"]["optimizer_state"].startswith("Adam's moments estimated from the gradients of the 20 ")
     log = (runs / "again" / "train.log").read_text()
     assert "Iteration 20" in log and "Iteration 0," not in log
     # the starting weights are exactly the zoo's
@@ -125,6 +129,7 @@ def test_a_new_run_continues_from_zoo_weights(tiny_run, datasets_dir):
     assert card["training"]["wall_seconds"] >= first["training"]["wall_seconds"]
     its = [int(line.split(",")[0]) for line in (folder / "curves.csv").read_text().splitlines()[1:]]
     assert its == sorted(its) and its[0] == 0 and its[-1] == 30     # the curve before the restart is kept
+    assert card["validation"]["same_patches_from"] == 0     # ... and so is what its points measured
     # an existing run is not overwritten by a seed
     r = cli(*train_args(toy, runs, "again", "--iters", "40", "--from-model", str(folder)))
     assert r.returncode == 2 and "resumes from its own snapshots" in r.stderr
@@ -135,6 +140,54 @@ def test_a_new_run_continues_from_zoo_weights(tiny_run, datasets_dir):
     assert r.returncode == 2 and "not toy denoise-s30" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (runs / "other").exists()
+
+
+def test_the_curve_says_from_when_its_tests_read_the_same_patches():
+    """A run resumed across the change of the validation pass: its points before the first
+    session with a fixed pass read a moving window; the card says from which iteration on
+    they compare."""
+    moving, fixed = {"val": {"start_sample": 0}}, {"val": {"rows_per_test": 160}}
+    sessions = [{"start_iter": 0, "schedule": moving}, {"start_iter": 20580, "schedule": fixed},
+                {"start_iter": 23000, "schedule": fixed}]
+    assert zoo._fixed_val_from({"sessions": sessions}) == (20580, 160)
+    assert zoo._fixed_val_from({"sessions": sessions + [{"start_iter": 24000, "schedule": moving}]}) is None
+    text = zoo._val_caption({"val_points": 50, "same_patches_from": 20580, "patches_per_test": 160})
+    assert text.startswith("From iteration 20,580 on, every test read the same 160 patches")
+    assert "moved on at every test" in zoo._val_caption({"val_points": 5})
+
+
+def _history(state) -> list[np.ndarray]:
+    from caffe.proto import caffe_pb2
+    st = caffe_pb2.SolverState()
+    st.ParseFromString(state.read_bytes())
+    return [np.array(b.data, np.float64) for b in st.history]
+
+
+def test_restart_moments_are_those_caffe_accumulates(tmp_path, datasets_dir):
+    """FROM_MODEL's estimated Adam moments, checked against Caffe's own Adam: with base_lr 0
+    the weights stay put, so after 20 iterations a run's .solverstate holds Adam's averages
+    of exactly the 20 batches that a restart at iteration 20 estimates from, at the same
+    weights; the restart's moments are those, bias-corrected (m / (1 - 0.9^20),
+    v / (1 - 0.999^20)).  With the moments reset to zero (--moment-batches 0) they are zero."""
+    toy = write_toy(tmp_path / "toy", lr=0, max_iter=40, snapshot=10)
+    runs = tmp_path / "runs"
+    assert cli(*train_args(toy, runs, "held", "--iters", "20")).returncode == 0
+    folder = zoo.export(runs / "held", "held", root=tmp_path / "models", datasets=datasets_dir)
+    r = cli(*train_args(toy, runs, "warm", "--iters", "21", "--from-model", str(folder), "--moment-batches", "20"))
+    assert r.returncode == 0, r.stderr + r.stdout
+    caffe_h = _history(runs / "held" / "snapshots" / "toy_denoise-s30_iter_20.solverstate")
+    ours = _history(runs / "warm" / "snapshots" / "toy_denoise-s30_iter_20.solverstate")
+    n = len(caffe_h) // 2
+    assert len(ours) == len(caffe_h) and n > 0
+    for k, (a, b) in enumerate(zip(ours, caffe_h)):
+        c = (1 - 0.9 ** 20) if k < n else (1 - 0.999 ** 20)
+        assert a.shape == b.shape and np.abs(b).max() > 0
+        np.testing.assert_allclose(a * c, b, rtol=2e-3, atol=1e-6 * np.abs(b).max())
+    r = cli(*train_args(toy, runs, "cold", "--iters", "21", "--from-model", str(folder), "--moment-batches", "0"))
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert all(not h.any() for h in _history(runs / "cold" / "snapshots" / "toy_denoise-s30_iter_20.solverstate"))
+    assert json.loads((runs / "cold" / "run.json").read_text())["sessions"][0]["restart"]["optimizer_state"] == \
+        "reset (history zero)"
 
 
 @pytest.mark.datasets

@@ -8,7 +8,8 @@ to be read.  The shard order is reshuffled every epoch with a seeded NumPy gener
 schedule is therefore a pure function of ``k``, the shard sizes and the seed
 (:func:`schedule_position`), and :func:`plan_schedule` lists what a session that starts at
 sample ``k`` must read.  :func:`write_schedule` writes that list (and, for a start inside a
-shard, a *head* file with the rest of that shard).  See docs/training.md.
+shard, a *head* file with the rest of that shard).  The validation net reads the same rows at
+every test instead (:func:`write_pass`).  See docs/training.md.
 """
 from __future__ import annotations
 
@@ -139,3 +140,38 @@ def write_schedule(dest: Path, shards: list[Shard], start: int, end: int, seed: 
     atomic_write_text(dest, "\n".join(lines) + "\n")
     return {"list": paths.rel(dest), "start_sample": start, "epoch": plan.epoch, "head_rows": plan.head_rows,
             "files": len(lines)}
+
+
+def write_pass(dest: Path, shards: list[Shard], rows: int, head: Path, tops: tuple[str, ...]) -> dict:
+    """Write the list file of a validation pass: one file holding exactly the first ``rows``
+    rows of ``shards``.  With a single file listed, Caffe's HDF5Data layer wraps to its first
+    row instead of loading another file, so every test (``rows`` = test_iter x batch) reads
+    the same rows in the same order.  The file is the shard itself when it is the only one and
+    has exactly ``rows`` rows, else ``head`` (a copy of the datasets ``tops``).  Returns what
+    the run record keeps of it."""
+    import h5py
+    import numpy as np
+    if rows <= 0 or rows > sum(s.rows for s in shards):
+        raise UserError(f"validation pass of {rows} rows: the database has {sum(s.rows for s in shards)}")
+    if len(shards) == 1 and shards[0].rows == rows:
+        with contextlib.suppress(FileNotFoundError):
+            head.unlink()
+        listed = shards[0].path
+    else:
+        parts: dict[str, list] = {t: [] for t in tops}
+        left = rows
+        for s in shards:
+            if left == 0:
+                break
+            k = min(left, s.rows)
+            with h5py.File(_abs(s.path), "r") as fi:
+                for t in tops:
+                    parts[t].append(fi[t][:k])
+            left -= k
+        with atomic_path(head, suffix=".h5") as tmp:
+            with h5py.File(tmp, "w") as fo:
+                for t in tops:
+                    fo.create_dataset(t, data=np.concatenate(parts[t]))
+        listed = paths.rel(head)
+    atomic_write_text(dest, listed + "\n")
+    return {"list": paths.rel(dest), "rows_per_test": rows, "file": listed}

@@ -194,13 +194,14 @@ class Seed:
     source: str                       # e.g. models/<name>
 
 
-def seed_snapshot(prefix: str, seed: Seed, shapes, history: int) -> Path:
+def seed_snapshot(prefix: str, seed: Seed, shapes, history: int, values=None) -> Path:
     """Write ``<prefix>_iter_<N>.{caffemodel,solverstate}``: a copy of the seed's weights and a
-    solver state at iteration N whose history (Adam's two moments, SGD's momentum) is zero.
+    solver state at iteration N whose history (Adam's two moments, SGD's momentum) is
+    ``values`` (arrays in Caffe's history order, see rednet.moments), or zero.
 
     Caffe then resumes as from its own snapshot: the iteration count, the learning-rate
-    schedule and this project's data schedule continue at N; only the optimiser's moments
-    restart from zero (the .solverstate files are not committed, the weights are).
+    schedule and this project's data schedule continue at N; only the optimiser's history is
+    new (the .solverstate files are not committed, the weights are).
     """
     caffe_pb2, _ = pb()
     model = paths.from_root(f"{prefix}_iter_{seed.iteration}.caffemodel")
@@ -211,12 +212,16 @@ def seed_snapshot(prefix: str, seed: Seed, shapes, history: int) -> Path:
     st.iter = seed.iteration
     st.learned_net = f"{prefix}_iter_{seed.iteration}.caffemodel"     # as Caffe writes it
     st.current_step = 0
-    for _ in range(history):
-        for _name, blob_shapes in shapes:
-            for shp in blob_shapes:
-                b = st.history.add()
-                b.shape.dim.extend(shp)
-                b.data.extend([0.0] * math.prod(shp))
+    all_shapes = [shp for _ in range(history) for _name, blob_shapes in shapes for shp in blob_shapes]
+    if values is not None and [tuple(v.shape) for v in values] != [tuple(s) for s in all_shapes]:
+        raise UserError(f"FROM_MODEL={seed.source}: the estimated solver history does not fit this run's net")
+    for i, shp in enumerate(all_shapes):
+        b = st.history.add()
+        b.shape.dim.extend(shp)
+        if values is None:
+            b.data.extend([0.0] * math.prod(shp))
+        else:
+            b.data.extend(values[i].ravel().tolist())
     with atomic_path(state) as tmp:
         tmp.write_bytes(st.SerializeToString())
     why = check_snapshot(state, model, seed.iteration, shapes)

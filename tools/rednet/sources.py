@@ -269,6 +269,7 @@ class RunValues:
     snapshot: int
     display: int
     mode: str | None = None       # CPU, GPU, or None: the source's
+    test_iter: int | None = None  # validation batches per test (None: the source's)
 
 
 @dataclass
@@ -290,7 +291,8 @@ def run_copies(src: Sources, v: RunValues) -> RunCopies:
         by = f"`bin/python -m rednet train` for the run {v.name}"
         sol = netgen.render_solver(src.cfg, src.task, train_net=v.train_net, test_net=v.test_net,
                                    snapshot_prefix=v.snapshot_prefix, max_iter=v.max_iter, snapshot=v.snapshot,
-                                   display=v.display, solver_mode=v.mode or "CPU", by=by)
+                                   display=v.display, solver_mode=v.mode or "CPU", by=by,
+                                   **({"test_iter": v.test_iter} if v.test_iter else {}))
         tr, te = (netgen.render_train(src.cfg, src.task, phase, source=s, shuffle=False, by=by)
                   for phase, s in (("train", v.train_schedule), ("test", v.val_schedule)))
         return RunCopies(sol, tr, te, src.deploy_text(), True)
@@ -321,7 +323,8 @@ def _point_at_schedules(train_net, test_net, v: RunValues) -> bool:
 
 
 def _set_solver(sol, v: RunValues, has_test: bool) -> None:
-    """A given solver file with the run's nets, snapshot prefix, iterations and intervals."""
+    """A given solver file with the run's nets, snapshot prefix, iterations, intervals and
+    validation batches per test."""
     sol.ClearField("test_net")
     sol.train_net = v.train_net
     if has_test:
@@ -332,6 +335,9 @@ def _set_solver(sol, v: RunValues, has_test: bool) -> None:
     sol.display = v.display
     if v.mode:
         sol.solver_mode = sol.GPU if v.mode == "GPU" else sol.CPU
+    if has_test and v.test_iter:
+        del sol.test_iter[:]
+        sol.test_iter.append(v.test_iter)
 
 
 def batch_of(net, phase: str) -> tuple[int, tuple[str, ...]]:

@@ -19,9 +19,10 @@ root, copying its log to ``train.log`` and showing iteration, loss and it/s.
 Resuming.  When the run folder exists (or with ``--resume``) training restarts from the
 newest *valid* ``.solverstate`` (the others are moved to ``quarantine/``).  For the resumed
 run to give *the same weights* as an uninterrupted one the data order continues where it
-stopped: the run's nets read the database through schedules (``data/train_schedule.txt``,
-``data/val_schedule.txt``), rewritten on resume to start at sample ``iter x batch``.  See
-docs/training.md.
+stopped: the training net reads the database through a schedule (``data/train_schedule.txt``),
+rewritten on resume to start at sample ``iter x batch``; the validation net reads the same
+patches at every test (``data/val_schedule.txt``: the whole batches of the validation
+database, from its first patch).  See docs/training.md.
 
 Divergence guard: a loss that is NaN/inf or more than ``--diverge-factor`` times the
 smallest loss seen stops Caffe at once (SIGKILL: no snapshot of the bad weights); snapshots
@@ -43,12 +44,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import paths
-from .caffeio import param_shapes, parse_prototxt
+from . import moments, paths
+from .caffeio import hdf5_layers, param_shapes, parse_prototxt, to_text
 from .errors import UserError, atomic_write_text
 from .provenance import caffe_version, cpu_model, project_version
 from .runrecord import SCHEMA, RunLayout, RunRecord, check_run_name, now
-from .schedule import read_list, write_schedule
+from .schedule import read_list, write_pass, write_schedule
 from .snapshots import (Seed, check_disk, newest_valid_snapshot, quarantine, seed_snapshot, snapshot_files, trained_to)
 from .sources import (RunValues, Sources, batch_of, config_of, old_skip_wiring, resolve_sources, run_copies,
                       seed_from_model)
@@ -71,6 +72,7 @@ class RunPlan:
     shuffle_seed: int | None = None
     env: dict | None = None           # caffe's environment (None: this process's)
     seed: Seed | None = None          # start a new run from committed weights (FROM_MODEL)
+    moment_batches: int = moments.BATCHES   # ... with Adam's moments estimated from this many batches
 
 
 def prepare(plan: RunPlan, resume: bool | None = None, log=print) -> tuple[dict, int, Path | None]:
@@ -123,9 +125,10 @@ def _check_folder(plan: RunPlan, config: dict, train_net, resume: bool | None) -
     return record
 
 
-def _run_values(sol, plan: RunPlan, record: RunRecord | None) -> RunValues:
-    """The run's own values for its solver and nets: its folder's paths, iterations, and the
-    snapshot and display intervals (given now, else the run's, else the source solver's)."""
+def _run_values(sol, plan: RunPlan, record: RunRecord | None, val: ValPass | None) -> RunValues:
+    """The run's own values for its solver and nets: its folder's paths, iterations, the
+    snapshot and display intervals (given now, else the run's, else the source solver's) and
+    the validation batches per test (a whole pass over the validation database)."""
     run, src = RunLayout(plan.dir), plan.src
     snapshot = plan.snapshot_every or (record.snapshot_every if record is not None else None) or sol.snapshot
     display = plan.display or (record.display if record is not None and record.display is not None
@@ -138,30 +141,76 @@ def _run_values(sol, plan: RunPlan, record: RunRecord | None) -> RunValues:
     return RunValues(plan.name, paths.rel(run.schedule("train")), paths.rel(run.schedule("val")),
                      paths.rel(run.train_net), paths.rel(run.test_net),
                      paths.rel(run.snapshot_prefix(src.net, src.task)), plan.max_iter, int(snapshot),
-                     int(display), plan.mode)
+                     int(display), plan.mode, val.test_iter if val is not None else None)
 
 
-def _schedules(plan: RunPlan, run_sol, train_net, test_net, start: int, seed: int | None):
-    """Write the train (and val) schedules for a session starting at ``start``; return
-    (what the session records of them, train shards, val shards or None, train batch)."""
+@dataclass
+class ValPass:
+    """What every test of a run reads: the validation database's first ``test_iter`` x
+    ``batch`` rows (all its whole batches; the last ``rows mod batch`` are left out), from its
+    first row each time, so that the points of the validation curve compare."""
+    shards: list
+    batch: int
+    tops: tuple
+    test_iter: int
+
+    @property
+    def rows(self) -> int:
+        return self.test_iter * self.batch
+
+
+def _val_pass(src, sol, test_net) -> ValPass | None:
+    """The run's validation pass (None without a test phase), from the source's test net."""
+    if test_net is None or src.val_list is None or not sol.test_interval:
+        return None
+    vb, tops = batch_of(test_net, "val")
+    shards = read_list(src.val_list, tops[0])
+    n = sum(s.rows for s in shards)
+    if n < vb:
+        raise UserError(f"{paths.rel(src.val_list)}: {n} validation pairs, fewer than one test batch; "
+                        f"expected at least {vb} (the test net's batch size)")
+    return ValPass(shards, vb, tops, n // vb)
+
+
+def _schedules(plan: RunPlan, run_sol, train_net, val: ValPass | None, start: int, seed: int | None):
+    """Write the train schedule for a session starting at ``start`` and the validation pass;
+    return (what the session records of them, train shards, train batch)."""
     run, src = RunLayout(plan.dir), plan.src
     tb, ttops = batch_of(train_net, "train")
     train_shards = read_list(src.train_list, ttops[0])
     per_iter = tb * max(1, run_sol.iter_size)
     sched = {"train": write_schedule(run.schedule("train"), train_shards, start * per_iter,
                                      (plan.max_iter + 1) * per_iter, seed, run.head("train"), ttops)}
-    val_shards = None
-    if test_net is not None and src.val_list is not None and run_sol.test_interval:
-        vb, vtops = batch_of(test_net, "val")
-        val_shards = read_list(src.val_list, vtops[0])
-        ti = run_sol.test_iter[0] if len(run_sol.test_iter) else 0
-        T = run_sol.test_interval
-        init = run_sol.test_initialization
-        passes_before = (start + T - 1) // T if init else max(0, (start - 1) // T)
-        passes_total = plan.max_iter // T + 2
-        sched["val"] = write_schedule(run.schedule("val"), val_shards, passes_before * ti * vb,
-                                      passes_total * ti * vb, None, run.head("val"), vtops)
-    return sched, train_shards, val_shards, tb
+    if val is not None:
+        sched["val"] = write_pass(run.schedule("val"), val.shards, val.rows, run.head("val"), val.tops)
+    return sched, train_shards, tb
+
+
+def _restart_moments(plan: RunPlan, run_sol, train_net, seed: int | None, log) -> dict:
+    """The solver history of a run started from committed weights at iteration N (``history``:
+    the blobs, None for zero) and how it was made (``state``, for the run record).  Adam's
+    moments are estimated from the ``plan.moment_batches`` training batches before N in the
+    run's schedule (rednet.moments); other solvers, or 0 batches, restart from zero."""
+    n, k = plan.seed.iteration, min(plan.moment_batches, plan.seed.iteration)
+    if run_sol.type != "Adam" or k <= 0:
+        return {"history": None, "state": "reset (history zero)"}
+    tb, tops = batch_of(train_net, "train")
+    per_iter = tb * max(1, run_sol.iter_size)
+    shards = read_list(plan.src.train_list, tops[0])
+    log(f"estimating Adam's moments from the {k} training batches before iteration {n} (weights held)")
+    with tempfile.TemporaryDirectory(prefix="rednet-moments-") as tmp:
+        lst, net = Path(tmp) / "schedule.txt", Path(tmp) / "train.prototxt"
+        write_schedule(lst, shards, (n - k) * per_iter, n * per_iter, seed, Path(tmp) / "head.h5", tops)
+        msg = type(train_net)()
+        msg.CopyFrom(train_net)
+        for layer in hdf5_layers(msg):
+            layer.hdf5_data_param.source = str(lst)
+        net.write_text(to_text(msg))
+        history = moments.estimate(net, plan.seed.weights, k, max(1, run_sol.iter_size),
+                                   run_sol.momentum, run_sol.momentum2)
+    return {"history": history,
+            "state": f"Adam's moments estimated from the gradients of the {k} training batches before "
+                     f"iteration {n}, weights held (rednet.moments)"}
 
 
 def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[RunRecord, int, Path | None]:
@@ -170,9 +219,10 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[RunRecord, int, P
     config = config_of(src, sol, source_train, source_test)
     record = _check_folder(plan, config, source_train, resume)
     exists = record is not None
+    val = _val_pass(src, sol, source_test)
 
     # the run's copies of solver and nets
-    copies = run_copies(src, _run_values(sol, plan, record))
+    copies = run_copies(src, _run_values(sol, plan, record, val))
     run_sol = parse_prototxt(copies.solver, "SolverParameter", paths.rel(run.solver))
     train_net = parse_prototxt(copies.train_net, "NetParameter", paths.rel(run.train_net))
     test_net = (parse_prototxt(copies.test_net, "NetParameter", paths.rel(run.test_net))
@@ -195,6 +245,9 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[RunRecord, int, P
     if exists:
         start0 = max((it for it, pr in snapshot_files(run.snapshots).items() if "state" in pr), default=0)
     check_disk(run.dir, n_params, history, max(0, plan.max_iter - start0) // max(1, run_sol.snapshot) + 1)
+    restart = None
+    if plan.seed is not None and not exists:          # before anything is written: may take minutes
+        restart = _restart_moments(plan, run_sol, train_net, seed, log)
 
     run.snapshots.mkdir(parents=True, exist_ok=True)
     run.data.mkdir(exist_ok=True)
@@ -208,7 +261,7 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[RunRecord, int, P
     # where to start
     start, state = 0, None
     if plan.seed is not None and not exists:
-        seed_snapshot(run_sol.snapshot_prefix, plan.seed, shapes, history)
+        seed_snapshot(run_sol.snapshot_prefix, plan.seed, shapes, history, restart["history"])
     if exists or plan.seed is not None:
         found = newest_valid_snapshot(run.snapshots, run.quarantine, shapes, log=log)
         if found:
@@ -219,7 +272,8 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[RunRecord, int, P
     if later:
         quarantine(run.quarantine, later, f"newer than the resumable snapshot at iteration {start}")
 
-    sched, train_shards, val_shards, tb = _schedules(plan, run_sol, train_net, test_net, start, seed)
+    sched, train_shards, tb = _schedules(plan, run_sol, train_net, val if test_net is not None else None,
+                                         start, seed)
 
     caffe = paths.caffe_bin()
     rec = record if record is not None else RunRecord(run.dir, created=now())
@@ -240,8 +294,10 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[RunRecord, int, P
                   "shards": len(train_shards), "patches": sum(s.rows for s in train_shards),
                   "bytes": sum(s.size for s in train_shards)},
         "val": ({"list": paths.rel(src.val_list), "list_sha256": config["val_list_sha256"],
-                 "shards": len(val_shards), "patches": sum(s.rows for s in val_shards)}
-                if val_shards else None),
+                 "shards": len(val.shards), "patches": sum(s.rows for s in val.shards),
+                 "per_test": val.rows, "test_iter": val.test_iter,
+                 "order": "every test reads the same patches, from the first (docs/training.md)"}
+                if val is not None and test_net is not None else None),
         "order": ("schedule: shards reshuffled every epoch with numpy default_rng([seed, epoch]), "
                   "rows in database order; Caffe's HDF5 shuffle off" if seed is not None
                   else "schedule: shards and rows in list order (the source net does not shuffle)"),
@@ -257,8 +313,8 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[RunRecord, int, P
                       schedule=sched, caffe_version=rec.caffe["version"], caffe_build=rec.caffe["build"],
                       cpu=cpu_model(),
                       restart=({"from": plan.seed.source, "weights_sha1": plan.seed.sha1,
-                                "iteration": plan.seed.iteration, "optimizer_state": "reset (history zero)"}
-                               if plan.seed is not None and not exists else None),
+                                "iteration": plan.seed.iteration, "optimizer_state": restart["state"]}
+                               if restart is not None else None),
                       # bitwise resumption needs the same BLAS threading in every session
                       env={k: env[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                                "OPENBLAS_CORETYPE") if k in env})
@@ -290,6 +346,7 @@ class SessionOptions:
     progress: bool = True                 # a progress bar
     shuffle_seed: int | None = None       # seed of the epoch-wise shard order (default: the solver's)
     blas_core: str | None = None          # OPENBLAS_CORETYPE for caffe; "auto": OpenBLAS detects the CPU
+    moment_batches: int = moments.BATCHES  # FROM_MODEL: batches that estimate Adam's moments (0: zero)
 
 
 def train(net: str | None, task: str | None, *, iters: int | None = None, run: str | None = None,
@@ -344,7 +401,7 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
                             f"snapshots; drop FROM_MODEL, or give RUN=<a new name>")
         seed = seed_from_model(from_model, net, task)
     plan = RunPlan(name, run_dir, src, int(iters), opts.snapshot_every, opts.display, opts.mode, opts.shuffle_seed,
-                   env, seed)
+                   env, seed, opts.moment_batches)
     with layout.locked():
         rec, start, state = prepare_record(plan, resume=resume)
         if start >= plan.max_iter:
@@ -430,13 +487,15 @@ def resume_command(name: str, runs_dir: str | Path | None = None, files: TrainFi
 def cmd_train(args) -> int:
     if args.time_limit is not None and not (0 < args.time_limit < float("inf")):
         raise UserError(f"MINUTES={args.time_limit:g} (--time-limit): expected a positive number of minutes")
+    if args.moment_batches < 0:
+        raise UserError(f"MOMENT_BATCHES={args.moment_batches} (--moment-batches): expected 0 or more batches")
     task = task_from_words(args.task, args.sigma, args.scale)
     info = train(args.net, task, iters=args.iters, run=args.run, runs_dir=args.runs_dir,
                  resume=True if args.resume else None, from_model=args.from_model,
                  files=TrainFiles(args.solver, args.data, args.val, args.deploy),
                  options=SessionOptions(args.snapshot_every, args.display, args.mode,
                                         args.time_limit * 60 if args.time_limit else None, args.diverge_factor,
-                                        not args.no_progress, args.shuffle_seed, args.blas_core))
+                                        not args.no_progress, args.shuffle_seed, args.blas_core, args.moment_batches))
     return 0 if info["status"] in ("done", "stopped") else 1
 
 
@@ -481,6 +540,9 @@ def register(subparsers) -> None:
                                        "name (default: the environment's)")
     p.add_argument("--runs-dir", help="folder of the run folders (default runs/)")
     p.add_argument("--from-model", metavar="MODELS/NAME",
-                   help="start a new run from a zoo model's weights at its iteration (Adam's moments restart)")
+                   help="start a new run from a zoo model's weights at its iteration (Adam's moments re-estimated)")
+    p.add_argument("--moment-batches", type=int, default=moments.BATCHES, metavar="N",
+                   help=f"with --from-model: training batches whose gradients estimate Adam's moments "
+                        f"(default {moments.BATCHES}; 0: the moments restart from zero)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)

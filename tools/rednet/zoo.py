@@ -173,10 +173,26 @@ def _with_earlier_training(summary: dict, old: dict) -> dict:
     return out
 
 
-def _curves(run_dir: Path, folder: Path, title: str, earlier: bool) -> dict:
+def _fixed_val_from(info: dict) -> tuple[int, int] | None:
+    """(iteration, patches per test) from which every test of the run read the same
+    validation patches (sessions whose val schedule is a fixed pass, rednet.train), or None.
+    Earlier sessions' tests read a window that moved on at every test."""
+    fixed = None
+    for s in info.get("sessions", []):
+        val = (s.get("schedule") or {}).get("val") or {}
+        if "rows_per_test" not in val:
+            fixed = None
+        elif fixed is None or fixed[1] != val["rows_per_test"]:
+            fixed = (int(s["start_iter"]), int(val["rows_per_test"]))
+    return fixed
+
+
+def _curves(run_dir: Path, folder: Path, title: str, earlier: bool, fixed: tuple[int, int] | None = None) -> dict:
     """``curves.csv`` and ``curves.png``: training loss and validation PSNR (from Caffe's
     test-phase loss) against the iteration.  ``earlier``: keep the rows of the folder's old
-    curves.csv before this run's first iteration (a run restarted from these weights)."""
+    curves.csv before this run's first iteration (a run restarted from these weights).
+    ``fixed``: (iteration, patches) from which the tests read the same patches each time
+    (:func:`_fixed_val_from`); the points before it are drawn apart."""
     import csv
     import io
     import math
@@ -212,15 +228,23 @@ def _curves(run_dir: Path, folder: Path, title: str, earlier: bool) -> dict:
     if tr:
         a.plot(*zip(*tr), lw=0.6)
     a.set(xlabel="iteration", ylabel="training loss (Caffe EuclideanLoss)", yscale="log", title="training loss")
-    if va:
-        b.plot(*zip(*va), marker=".", lw=0.8)
+    start = fixed[0] if fixed else None
+    moving = [p for p in va if start is None or p[0] < start]
+    same = [p for p in va if start is not None and p[0] >= start]
+    if moving:
+        b.plot(*zip(*moving), marker=".", lw=0.6, color="0.6", label="128 patches, moving window")
+    if same:
+        b.plot(*zip(*same), marker=".", lw=0.8, color="C0", label=f"the same {fixed[1]} patches")
+    if moving and same:
+        b.legend(fontsize=8)
     b.set(xlabel="iteration", ylabel="PSNR (dB)", title="validation patches (test phase)")
     fig.suptitle(title)
     fig.tight_layout()
     with atomic_path(folder / "curves.png") as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
-    return {"last_val_psnr": round(va[-1][1], 3) if va else None, "val_points": len(va)}
+    return {"last_val_psnr": round(va[-1][1], 3) if va else None, "val_points": len(va),
+            "same_patches_from": start if same else None, "patches_per_test": fixed[1] if same else None}
 
 
 def _val_patch_pixels(run_dir: Path) -> int:
@@ -304,7 +328,11 @@ def export(run_dir: Path, name: str | None = None, root: Path = ZOO, datasets: P
     task = get_task(info["task"])
     old = read_card(folder) if (folder / CARD).is_file() else {}
     summary = _with_earlier_training(_sessions_summary(info, it, spec.weights), old)
-    curves = _curves(run_dir, folder, f"{name}: {info['net']} {info['task']}", bool(summary.get("carried")))
+    fixed, before = _fixed_val_from(info), old.get("validation") or {}
+    if (summary.get("carried") and fixed and fixed[0] == info["sessions"][0]["start_iter"]
+            and before.get("same_patches_from") is not None and before.get("patches_per_test") == fixed[1]):
+        fixed = (int(before["same_patches_from"]), fixed[1])    # the carried curve's same patches go on
+    curves = _curves(run_dir, folder, f"{name}: {info['net']} {info['task']}", bool(summary.get("carried")), fixed)
     sample = _sample(folder, folder / "deploy.prototxt", weights, task, paths.datasets_dir(datasets))
     batch = int(info.get("batch_size", 16)) * int(info.get("iter_size", 1))
     card = {
@@ -333,6 +361,18 @@ def export(run_dir: Path, name: str | None = None, root: Path = ZOO, datasets: P
     }
     write_card(folder, card, _body(card))
     return folder
+
+
+def _val_caption(v: dict) -> str:
+    """Which validation patches the curve's points measured."""
+    frm, n = v.get("same_patches_from"), v.get("patches_per_test")
+    if frm is None:
+        return ("Each test read 128 patches of a window that moved on at every test, so the points "
+                "scatter more than the model changes (docs/training.md).")
+    if v.get("val_points") and frm <= 0:
+        return f"Every test read the same {n} patches."
+    return (f"From iteration {frm:,} on, every test read the same {n} patches (blue); before it, 128 "
+            f"patches of a window that moved on at every test (grey), which scatter more (docs/training.md).")
 
 
 def _body(card: dict) -> str:
@@ -365,11 +405,13 @@ def _body(card: dict) -> str:
         "```", "",
         "Training resumes exactly when interrupted (`make train` again). Where the run folder is "
         "lost, `make train ... FROM_MODEL=models/<name>` continues from these weights at their "
-        "iteration (Adam's moments restart; recorded under `training.restarts`).", "",
+        "iteration (Adam's moments estimated from the batches before it; recorded under "
+        "`training.restarts`).", "",
         "## Curves", "",
         "![training loss and validation PSNR](curves.png)", "",
         "Validation PSNR is Caffe's test-phase loss on the run's validation patches turned into "
-        "dB (per-pixel MSE = 2 x loss / (C H W)); it is a patch average, not a table cell.", "",
+        "dB (per-pixel MSE = 2 x loss / (C H W)); it is a patch average, not a table cell. "
+        + _val_caption(card.get("validation") or {}), "",
         "## Sample", "",
         "![corrupted, restored, clean](sample.png)", "",
         f"`{card['sample']['image']}`: {card['sample']['psnr_in']} dB in, {card['sample']['psnr_out']} dB "
