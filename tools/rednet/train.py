@@ -172,21 +172,33 @@ def _val_pass(src, sol, test_net) -> ValPass | None:
     return ValPass(shards, vb, tops, n // vb)
 
 
-def _schedules(plan: RunPlan, run_sol, train_net, val: ValPass | None, start: int, seed: int | None):
+@dataclass
+class TrainFeed:
+    """What the training net reads: the database's shards, the HDF5 datasets, the batch and
+    the samples per iteration (batch x iter_size)."""
+    shards: list
+    tops: tuple
+    batch: int
+    per_iter: int
+
+
+def _train_feed(src, run_sol, train_net) -> TrainFeed:
+    tb, tops = batch_of(train_net, "train")
+    return TrainFeed(read_list(src.train_list, tops[0]), tops, tb, tb * max(1, run_sol.iter_size))
+
+
+def _schedules(plan: RunPlan, feed: TrainFeed, val: ValPass | None, start: int, seed: int | None) -> dict:
     """Write the train schedule for a session starting at ``start`` and the validation pass;
-    return (what the session records of them, train shards, train batch)."""
-    run, src = RunLayout(plan.dir), plan.src
-    tb, ttops = batch_of(train_net, "train")
-    train_shards = read_list(src.train_list, ttops[0])
-    per_iter = tb * max(1, run_sol.iter_size)
-    sched = {"train": write_schedule(run.schedule("train"), train_shards, start * per_iter,
-                                     (plan.max_iter + 1) * per_iter, seed, run.head("train"), ttops)}
+    return what the session records of them."""
+    run = RunLayout(plan.dir)
+    sched = {"train": write_schedule(run.schedule("train"), feed.shards, start * feed.per_iter,
+                                     (plan.max_iter + 1) * feed.per_iter, seed, run.head("train"), feed.tops)}
     if val is not None:
         sched["val"] = write_pass(run.schedule("val"), val.shards, val.rows, run.head("val"), val.tops)
-    return sched, train_shards, tb
+    return sched
 
 
-def _restart_moments(plan: RunPlan, run_sol, train_net, seed: int | None, log) -> dict:
+def _restart_moments(plan: RunPlan, run_sol, train_net, feed: TrainFeed, seed: int | None, log) -> dict:
     """The solver history of a run started from committed weights at iteration N (``history``:
     the blobs, None for zero) and how it was made (``state``, for the run record).  Adam's
     moments are estimated from the ``plan.moment_batches`` training batches before N in the
@@ -194,13 +206,11 @@ def _restart_moments(plan: RunPlan, run_sol, train_net, seed: int | None, log) -
     n, k = plan.seed.iteration, min(plan.moment_batches, plan.seed.iteration)
     if run_sol.type != "Adam" or k <= 0:
         return {"history": None, "state": "reset (history zero)"}
-    tb, tops = batch_of(train_net, "train")
-    per_iter = tb * max(1, run_sol.iter_size)
-    shards = read_list(plan.src.train_list, tops[0])
     log(f"estimating Adam's moments from the {k} training batches before iteration {n} (weights held)")
     with tempfile.TemporaryDirectory(prefix="rednet-moments-") as tmp:
         lst, net = Path(tmp) / "schedule.txt", Path(tmp) / "train.prototxt"
-        write_schedule(lst, shards, (n - k) * per_iter, n * per_iter, seed, Path(tmp) / "head.h5", tops)
+        write_schedule(lst, feed.shards, (n - k) * feed.per_iter, n * feed.per_iter, seed, Path(tmp) / "head.h5",
+                       feed.tops)
         msg = type(train_net)()
         msg.CopyFrom(train_net)
         for layer in hdf5_layers(msg):
@@ -225,8 +235,6 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[RunRecord, int, P
     copies = run_copies(src, _run_values(sol, plan, record, val))
     run_sol = parse_prototxt(copies.solver, "SolverParameter", paths.rel(run.solver))
     train_net = parse_prototxt(copies.train_net, "NetParameter", paths.rel(run.train_net))
-    test_net = (parse_prototxt(copies.test_net, "NetParameter", paths.rel(run.test_net))
-                if copies.test_net is not None else None)
     seed = plan.shuffle_seed
     if seed is None and copies.shuffled:
         seed = int(sol.random_seed) if sol.random_seed >= 0 else 0
@@ -245,9 +253,10 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[RunRecord, int, P
     if exists:
         start0 = max((it for it, pr in snapshot_files(run.snapshots).items() if "state" in pr), default=0)
     check_disk(run.dir, n_params, history, max(0, plan.max_iter - start0) // max(1, run_sol.snapshot) + 1)
+    feed = _train_feed(src, run_sol, train_net)
     restart = None
     if plan.seed is not None and not exists:          # before anything is written: may take minutes
-        restart = _restart_moments(plan, run_sol, train_net, seed, log)
+        restart = _restart_moments(plan, run_sol, train_net, feed, seed, log)
 
     run.snapshots.mkdir(parents=True, exist_ok=True)
     run.data.mkdir(exist_ok=True)
@@ -272,8 +281,7 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[RunRecord, int, P
     if later:
         quarantine(run.quarantine, later, f"newer than the resumable snapshot at iteration {start}")
 
-    sched, train_shards, tb = _schedules(plan, run_sol, train_net, val if test_net is not None else None,
-                                         start, seed)
+    sched = _schedules(plan, feed, val, start, seed)
 
     caffe = paths.caffe_bin()
     rec = record if record is not None else RunRecord(run.dir, created=now())
@@ -284,20 +292,20 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[RunRecord, int, P
     rec.max_iter = plan.max_iter
     rec.snapshot_every = int(run_sol.snapshot)
     rec.display = int(run_sol.display)
-    rec.batch_size = tb
+    rec.batch_size = feed.batch
     rec.iter_size = max(1, run_sol.iter_size)
     rec.solver_type = run_sol.type
     rec.random_seed = int(run_sol.random_seed)
     rec.sources = src.described()
     rec.data = {
         "train": {"list": paths.rel(src.train_list), "list_sha256": config["train_list_sha256"],
-                  "shards": len(train_shards), "patches": sum(s.rows for s in train_shards),
-                  "bytes": sum(s.size for s in train_shards)},
+                  "shards": len(feed.shards), "patches": sum(s.rows for s in feed.shards),
+                  "bytes": sum(s.size for s in feed.shards)},
         "val": ({"list": paths.rel(src.val_list), "list_sha256": config["val_list_sha256"],
                  "shards": len(val.shards), "patches": sum(s.rows for s in val.shards),
                  "per_test": val.rows, "test_iter": val.test_iter,
                  "order": "every test reads the same patches, from the first (docs/training.md)"}
-                if val is not None and test_net is not None else None),
+                if val is not None else None),
         "order": ("schedule: shards reshuffled every epoch with numpy default_rng([seed, epoch]), "
                   "rows in database order; Caffe's HDF5 shuffle off" if seed is not None
                   else "schedule: shards and rows in list order (the source net does not shuffle)"),
