@@ -142,6 +142,19 @@ def test_a_new_run_continues_from_zoo_weights(tiny_run, datasets_dir):
     assert not (runs / "other").exists()
 
 
+def test_a_card_keeps_every_restart_of_its_history():
+    """A model restarted twice (FROM_MODEL, then FROM_MODEL from that export) lists both
+    restarts, oldest first, and exporting the same run again keeps them."""
+    r1 = {"from": "models/m", "weights_sha1": "a" * 40, "iteration": 100, "optimizer_state": "reset"}
+    r2 = {"from": "models/m", "weights_sha1": "b" * 40, "iteration": 200, "optimizer_state": "estimated"}
+    totals = {"wall_seconds": 10, "sessions": 1, "cpus": ["cpu"], "blas_kernel": ["k"], "caffe_build": ["fast"]}
+    at_200 = {"sha1": "b" * 40, "training": dict(totals, restarts=[r1], carried={"from_sha1": "a" * 40})}
+    first = zoo._with_earlier_training(dict(totals, restarts=[r2]), at_200)
+    assert first["restarts"] == [r1, r2] and first["sessions"] == 2
+    again = zoo._with_earlier_training(dict(totals, restarts=[r2]), {"sha1": "c" * 40, "training": first})
+    assert again["restarts"] == [r1, r2] and again["sessions"] == 2
+
+
 def test_the_curve_says_from_when_its_tests_read_the_same_patches():
     """A run resumed across the change of the validation pass: its points before the first
     session with a fixed pass read a moving window; the card says from which iteration on

@@ -149,8 +149,9 @@ def _with_earlier_training(summary: dict, old: dict) -> dict:
     """Add the training that a restarted run continued from (FROM_MODEL) to its totals.
 
     A run started from a card's weights records their sha1; when the card being replaced is
-    that one, its totals are carried; when it is an earlier export of this same run, what it
-    carried is carried again (so exporting twice never counts anything twice)."""
+    that one, its totals and its restarts are carried; when it is an earlier export of this
+    same run, what it carried is carried again (so exporting twice never counts anything
+    twice). ``restarts`` lists every restart of the model's history, oldest first."""
     if not summary["restarts"]:
         return summary
     sha1 = summary["restarts"][0]["weights_sha1"]
@@ -158,6 +159,7 @@ def _with_earlier_training(summary: dict, old: dict) -> dict:
     if old.get("sha1") == sha1:
         carried = {k: t.get(k) for k in ("wall_seconds", "sessions", "cpus", "blas_kernel", "caffe_build")}
         carried["from_sha1"] = sha1
+        carried["restarts"] = list(t.get("restarts") or [])
     elif (t.get("carried") or {}).get("from_sha1") == sha1:
         carried = t["carried"]
     else:
@@ -169,6 +171,7 @@ def _with_earlier_training(summary: dict, old: dict) -> dict:
     out["sessions"] = summary["sessions"] + int(carried["sessions"] or 0)
     for k in ("cpus", "blas_kernel", "caffe_build"):
         out[k] = sorted(set(summary[k]) | set(carried[k] or []))
+    out["restarts"] = [dict(r) for r in carried.get("restarts") or []] + summary["restarts"]
     out["carried"] = carried
     return out
 
