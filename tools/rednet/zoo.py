@@ -157,9 +157,8 @@ def _with_earlier_training(summary: dict, old: dict) -> dict:
     sha1 = summary["restarts"][0]["weights_sha1"]
     t = old.get("training") or {}
     if old.get("sha1") == sha1:
-        carried = {k: t.get(k) for k in ("wall_seconds", "sessions", "cpus", "blas_kernel", "caffe_build")}
+        carried = {k: t.get(k) for k in ("wall_seconds", "sessions", "cpus", "blas_kernel", "caffe_build", "restarts")}
         carried["from_sha1"] = sha1
-        carried["restarts"] = list(t.get("restarts") or [])
     elif (t.get("carried") or {}).get("from_sha1") == sha1:
         carried = t["carried"]
     else:
@@ -171,6 +170,7 @@ def _with_earlier_training(summary: dict, old: dict) -> dict:
     out["sessions"] = summary["sessions"] + int(carried["sessions"] or 0)
     for k in ("cpus", "blas_kernel", "caffe_build"):
         out[k] = sorted(set(summary[k]) | set(carried[k] or []))
+    # copies, so that the card's YAML holds them twice as plain mappings, not as anchors
     out["restarts"] = [dict(r) for r in carried.get("restarts") or []] + summary["restarts"]
     out["carried"] = carried
     return out
