@@ -155,6 +155,15 @@ def test_a_card_keeps_every_restart_of_its_history():
     assert again["restarts"] == [r1, r2] and again["sessions"] == 2
 
 
+@pytest.mark.parametrize("task, words", [("denoise-s30", "IN=noisy.png"), ("sr-x3", "IN=low-res.png")])
+def test_the_cards_restore_line_names_the_tasks_input(task, words):
+    """An SR card's restore line takes a low-resolution image, a denoising card's a noisy one."""
+    card = zoo.read_card(SHIPPED[0])
+    card = dict(card, task=task)
+    line = next(l for l in zoo._body(card).splitlines() if l.startswith("make restore"))
+    assert words in line and ("SCALE=3" in line if task.startswith("sr") else "SIGMA=30" in line)
+
+
 def test_the_curve_says_from_when_its_tests_read_the_same_patches():
     """A run resumed across the change of the validation pass: its points before the first
     session with a fixed pass read a moving window; the card says from which iteration on

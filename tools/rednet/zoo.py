@@ -378,6 +378,11 @@ def _val_caption(v: dict) -> str:
             f"patches of a window that moved on at every test (grey), which scatter more (docs/training.md).")
 
 
+def _restore_files(kind: str) -> str:
+    """The IN=/OUT= words of the card's restore line: a noisy image, or a low-resolution one for SR."""
+    return "IN=noisy.png OUT=restored.png" if kind == "denoise" else "IN=low-res.png OUT=upscaled.png"
+
+
 def _body(card: dict) -> str:
     net, task, it = card["net"], card["task"], card["iterations"]
     t = card["training"]
@@ -397,7 +402,7 @@ def _body(card: dict) -> str:
         "",
         "## Use it", "",
         "```sh",
-        f"make restore IN=noisy.png OUT=restored.png {words} MODEL=models/{card['name']}/{card['caffemodel']}",
+        f"make restore {_restore_files(kind)} {words} MODEL=models/{card['name']}/{card['caffemodel']}",
         "make tables        # fills the cells below (models/ is searched by default)",
         "```", "",
         "## Reproduce it", "",
