@@ -183,3 +183,18 @@ def test_byo_python_deps_lists_the_missing_and_holds_the_present(tmp_path):
     r = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), str(helper), "missing", str(bad)],
                        capture_output=True, text=True)
     assert r.returncode != 0 and "something-unknown" in r.stderr
+
+
+@pytest.mark.parametrize("build, folder", [("stock", ".caffe"), ("fast", ".caffe-fast")])
+def test_the_builds_origin_names_its_patch_set(build, folder, monkeypatch):
+    """run.json and the model cards record the build's origin; it names the patch set by the
+    same sha256 as the build's stamp (``.built-<sdist sha256>-<patch-set sha256>``)."""
+    from rednet import paths
+    stamps = list((ROOT / folder / "src").glob(".built-*"))
+    if not stamps:
+        pytest.skip(f"no {build} build from the sdist here")
+    monkeypatch.setenv("CAFFE", build)
+    origin = paths.caffe_origin()
+    assert origin is not None and origin.startswith("brocolli-caffe-9.0.2+patches")
+    assert ("/fast@" in origin) == (build == "fast")
+    assert origin.rsplit("@", 1)[1] in {s.name.rsplit("-", 1)[1] for s in stamps}

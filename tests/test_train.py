@@ -113,6 +113,8 @@ def test_tiny_run_through_the_real_binary(toy, tmp_path):
     info = json.loads((run / "run.json").read_text())
     assert info["net"] == "toy" and info["task"] == "denoise-s30" and info["status"] == "done"
     assert info["caffe"]["version"] and info["project"]["version"]
+    from rednet import paths
+    assert info["caffe"]["origin"] == info["sessions"][-1]["caffe_origin"] == paths.caffe_origin()
     assert info["data"]["train"]["patches"] == sum(SHARD_ROWS)
     assert info["data"]["train"]["list_sha256"] == __import__("hashlib").sha256(Path(toy["data"]).read_bytes()).hexdigest()
     assert info["iterations_trained"] == 20

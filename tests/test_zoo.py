@@ -244,3 +244,14 @@ def csv_rows(p):
     import csv
     with open(p, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def test_a_cards_build_names_the_patch_set_where_recorded():
+    """Sessions that recorded the build's origin put it in the card; older ones keep the label."""
+    new = {"caffe_build": "fast", "caffe_version": "caffe.bin version 1.0.0-rc3",
+           "caffe_origin": "brocolli-caffe-9.0.2+patches/fast@18632f9f2f7088a5"}
+    assert zoo._build_label(new) == ("fast (caffe.bin version 1.0.0-rc3; "
+                                     "brocolli-caffe-9.0.2+patches/fast@18632f9f2f7088a5)")
+    old = {"caffe_build": "fast", "caffe_version": "caffe.bin version 1.0.0-rc3"}
+    assert zoo._build_label(old) == "fast (caffe.bin version 1.0.0-rc3)"
+    assert zoo._build_label({}) == "stock (?)"

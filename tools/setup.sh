@@ -290,7 +290,8 @@ else
   fi
   BUILD="$(find_build)"
   [ -n "$BUILD" ] || fail "the Caffe build left no tools/caffe.bin (see .caffe/build.log)"
-  write_env "$BUILD/tools/caffe.bin" "$SRC/python" "$BUILD/lib" "brocolli-caffe-$CAFFE_VERSION"
+  # the origin names the patch set (its sha256, as in the build stamp): cards and run.json record it
+  write_env "$BUILD/tools/caffe.bin" "$SRC/python" "$BUILD/lib" "brocolli-caffe-$CAFFE_VERSION+patches@$patch_sum"
   SDIST_BUILT=1
 fi
 
@@ -344,7 +345,7 @@ else
     did_something=1
   fi
   write_env_file "$FAST_ENV" "$FSRC/temp/tools/caffe.bin" "$FSRC/python" "$FSRC/temp/lib" \
-    "brocolli-caffe-$CAFFE_VERSION+patches/fast"
+    "brocolli-caffe-$CAFFE_VERSION+patches/fast@$fast_sum"
 fi
 
 # ---------------------------------------------------------------- 5. check

@@ -44,6 +44,22 @@ def caffe_build() -> str:
     return "fast" if (ROOT / ".caffe-fast" / "env").is_file() else "stock"
 
 
+def caffe_origin() -> str | None:
+    """Where the build of :func:`caffe_build` came from, as ``make setup`` wrote it into its env
+    file: the sdist, and the patch set with its sha256 (first 16 hex digits), e.g.
+    ``brocolli-caffe-9.0.2+patches/fast@1a2b...``; ``preinstalled`` or ``CAFFE_HOME ...`` for one's
+    own Caffe; None where the env file is absent or names none."""
+    env = ROOT / (".caffe-fast" if caffe_build() == "fast" else ".caffe") / "env"
+    try:
+        text = env.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("CAFFE_ORIGIN="):
+            return line.split("=", 1)[1].strip().strip("'\"") or None
+    return None
+
+
 def from_root(p: os.PathLike | str) -> Path:
     """``p`` as a path: a relative one is taken relative to the repository root (as the run
     files and Caffe, run from the root, write them)."""

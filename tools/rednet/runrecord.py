@@ -180,6 +180,7 @@ class Session(_Keyed):
     schedule: dict | None = None
     caffe_version: str | None = None
     caffe_build: str | None = None
+    caffe_origin: str | None = None         # the sdist and patch set's sha256 (paths.caffe_origin)
     cpu: str | None = None
     restart: dict | None = None             # started from a zoo model's weights (FROM_MODEL)
     env: dict | None = None                 # the BLAS/OpenMP environment caffe ran with

@@ -312,13 +312,15 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[RunRecord, int, P
         "shuffle_seed": seed,
     }
     rec.parameters = n_params
-    rec.caffe = {"binary": paths.rel(caffe), "version": caffe_version(caffe), "build": paths.caffe_build()}
+    rec.caffe = {"binary": paths.rel(caffe), "version": caffe_version(caffe), "build": paths.caffe_build(),
+                 "origin": paths.caffe_origin()}
     rec.project = project_version()
     rec.status = "prepared"
     env = plan.env if plan.env is not None else os.environ
     rec.begin_session(start_iter=start, max_iter=plan.max_iter,
                       mode="GPU" if run_sol.solver_mode == run_sol.GPU else "CPU",
                       schedule=sched, caffe_version=rec.caffe["version"], caffe_build=rec.caffe["build"],
+                      caffe_origin=rec.caffe["origin"],
                       cpu=cpu_model(),
                       restart=({"from": plan.seed.source, "weights_sha1": plan.seed.sha1,
                                 "iteration": plan.seed.iteration, "optimizer_state": restart["state"]}

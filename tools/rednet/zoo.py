@@ -114,6 +114,16 @@ def verify(folder: Path) -> dict:
 
 
 # --------------------------------------------------------------------------- exporting a run
+def _build_label(session: dict) -> str:
+    """A session's Caffe build for the card: ``fast (caffe.bin version 1.0.0-rc3)``, with the
+    patch set's origin (``...; brocolli-caffe-9.0.2+patches/fast@<sha256>``) where recorded;
+    sessions from before the batch-parallel build existed ran the stock one."""
+    inside = session.get("caffe_version", "?")
+    if session.get("caffe_origin"):
+        inside += f"; {session['caffe_origin']}"
+    return f"{session.get('caffe_build', 'stock')} ({inside})"
+
+
 def _sessions_summary(info: dict, iteration: int, snapshot: Path) -> dict:
     """Totals over the sessions that trained the run up to the exported ``iteration``.  A
     session still running (or killed before it could record its end) counts up to the
@@ -140,8 +150,7 @@ def _sessions_summary(info: dict, iteration: int, snapshot: Path) -> dict:
             "blas_kernel": sorted({(s.get("env") or {}).get("OPENBLAS_CORETYPE", "auto (OpenBLAS detects the CPU)")
                                    for s, _ in used}),
             # sessions from before the batch-parallel build existed ran the stock one
-            "caffe_build": sorted({f"{s.get('caffe_build', 'stock')} ({s.get('caffe_version', '?')})"
-                                   for s, _ in used}),
+            "caffe_build": sorted({_build_label(s) for s, _ in used}),
             "restarts": [s["restart"] for s, _ in used if s.get("restart")]}
 
 
