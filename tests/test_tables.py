@@ -410,6 +410,37 @@ def test_red30_cells_without_a_per_level_model_come_from_the_mixed_model(tmp_pat
 
 
 @pytest.mark.datasets
+def test_a_cell_of_the_mixed_model_is_computed_once_for_tables_1_and_6(tmp_path, monkeypatch, caffe, datasets_dir):
+    """Table 1's RED30 cells filled from the single model for all levels are Table 6's cells
+    (same model, images, noise, ensemble): restored once, each table's record its own; with
+    another ensemble setting for Table 6 they are computed again."""
+    import json
+    from test_restore import empty_zoo, make_model, make_zoo_model
+    models = empty_zoo(tmp_path, monkeypatch)
+    deploy, weights = make_model(tmp_path / "made", caffe, depth=4, width=8, seed=3)
+    make_zoo_model(models, "red30_mixed", "red30", "denoise-mixed", deploy, weights)
+    scored = []
+    real = tables._score_denoise
+    monkeypatch.setattr(tables, "_score_denoise", lambda images, sigma, fn, dataset, cfg, desc:
+                        scored.append(desc) or real(images, sigma, fn, dataset, cfg, desc))
+    out = tmp_path / "results"
+    cfg = tables.EvalConfig(datasets=datasets_dir, ensemble=False, limit=1, tables=(1, 6), out=out)
+    ours = tables.run(cfg)["ours"]
+    red30 = [d for d in scored if d.endswith("RED30")]
+    assert sorted(red30) == sorted([f"T1 denoise14 sigma={s} RED30" for s in (10, 30, 50, 70)]
+                                   + [f"T6 BSD200 sigma={s} RED30" for s in (10, 30, 50, 70)])
+    for s in (10, 30, 50, 70):
+        assert ours[(6, "denoise14", f"sigma={s}", "RED30")] == pytest.approx(ours[(1, "denoise14", f"sigma={s}", "RED30")], abs=1e-5)
+        meta = json.loads((out / "per_image" / f"t6_denoise14_sigma{s}_RED30.json").read_text())
+        assert meta["table"] == 6
+    scored.clear()
+    tables.run(tables.EvalConfig(datasets=datasets_dir, ensemble=True, limit=1, tables=(1, 6), out=out,
+                                 no_ensemble_tables=(1,)))
+    assert sorted(d for d in scored if d.startswith("T6 denoise14")) == \
+        sorted(f"T6 denoise14 sigma={s} RED30" for s in (10, 30, 50, 70))
+
+
+@pytest.mark.datasets
 @pytest.mark.parametrize("damage", ["cut", "empty", "edited", "nan"])
 def test_a_damaged_cached_cell_is_recomputed(tmp_path, datasets_dir, damage):
     """results/per_image/ is checked on every reuse: a cached cell cut to one row, emptied,

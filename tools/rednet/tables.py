@@ -474,6 +474,10 @@ def evaluate_cell(spec: TableSpec, dataset: str, setting: str, method: str, cfg:
     path = cell_path(cfg, spec.number, dataset, setting, method)
     meta = path.with_suffix(".json")
     cached = _cached_rows(path, meta, record)
+    if cached is None:
+        cached = _rows_of_another_table(cfg, spec.number, dataset, setting, method, record)
+        if cached is not None:
+            _write_cell(path, meta, record, cached)
     if cached is not None:
         return Cell(cached, prepared.what)
     images = load_images(dataset, cfg)
@@ -484,10 +488,32 @@ def evaluate_cell(spec: TableSpec, dataset: str, setting: str, method: str, cfg:
         rows = _score_denoise(images, level, prepared.restore, dataset, cfg, desc)
     else:
         rows = _score_sr(images, level, prepared.restore, cfg, desc)
+    _write_cell(path, meta, record, rows)
+    return Cell(rows, prepared.what)
+
+
+def _write_cell(path: Path, meta: Path, record: dict, rows: list[dict]) -> None:
+    """A cell's per-image rows, then the record of what made them with the rows' sha256 (a
+    cut write leaves a record that does not check, never a wrong cell)."""
     _write_rows(path, rows)
     check = {"images": [r["image"] for r in rows], "rows_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     atomic_write_text(meta, json.dumps({**record, "check": check}, sort_keys=True, indent=1) + "\n")
-    return Cell(rows, prepared.what)
+
+
+def _rows_of_another_table(cfg: EvalConfig, table: int, dataset: str, setting: str, method: str,
+                           record: dict) -> list[dict] | None:
+    """The rows of the same cell in another table, made exactly as ``record`` says but for the
+    table's number, or None.  A RED30 cell of Tables 1-5 filled from the single model for all
+    levels is the very computation of Tables 6-7's cell (same model, images, noise, ensemble):
+    it is run once."""
+    want = {k: v for k, v in record.items() if k != "table"}
+    for other in sorted(cfg.out.glob(f"per_image/t*_{dataset}_{setting.replace('=', '')}_*.json")):
+        if other == cell_path(cfg, table, dataset, setting, method).with_suffix(".json"):
+            continue
+        cell = read_cell(other) if other.with_suffix(".csv").is_file() else None
+        if cell is not None and {k: v for k, v in cell[0].items() if k != "table"} == want:
+            return cell[1]
+    return None
 
 
 def read_cell(meta: Path) -> tuple[dict, list[dict]] | None:
