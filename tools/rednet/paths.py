@@ -47,8 +47,8 @@ def caffe_build() -> str:
 def caffe_origin() -> str | None:
     """Where the build of :func:`caffe_build` came from, as ``make setup`` wrote it into its env
     file: the sdist, and the patch set with its sha256 (first 16 hex digits), e.g.
-    ``brocolli-caffe-9.0.2+patches/fast@1a2b...``; ``preinstalled`` or ``CAFFE_HOME ...`` for one's
-    own Caffe; None where the env file is absent or names none."""
+    ``brocolli-caffe-9.0.2+patches/fast@1a2b...``; ``CAFFE_HOME``, ``PYTHON`` or ``preinstalled``
+    for one's own Caffe; None where the env file is absent or names none."""
     env = ROOT / (".caffe-fast" if caffe_build() == "fast" else ".caffe") / "env"
     try:
         text = env.read_text()

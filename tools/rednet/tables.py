@@ -379,7 +379,7 @@ def _read_rows(path: Path) -> list[dict]:
         return [{k: (v if k == "image" else float(v)) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
-def cell_path(cfg: EvalConfig, table: int, dataset: str, setting: str, method: str) -> Path:
+def cell_path(cfg: EvalConfig, table: int | str, dataset: str, setting: str, method: str) -> Path:
     safe = method.replace("+", "plus")
     return cfg.out / "per_image" / f"t{table}_{dataset}_{setting.replace('=', '')}_{safe}.csv"
 
@@ -475,7 +475,7 @@ def evaluate_cell(spec: TableSpec, dataset: str, setting: str, method: str, cfg:
     meta = path.with_suffix(".json")
     cached = _cached_rows(path, meta, record)
     if cached is None:
-        cached = _rows_of_another_table(cfg, spec.number, dataset, setting, method, record)
+        cached = _rows_of_another_table(cfg, dataset, setting, record)
         if cached is not None:
             _write_cell(path, meta, record, cached)
     if cached is not None:
@@ -500,16 +500,15 @@ def _write_cell(path: Path, meta: Path, record: dict, rows: list[dict]) -> None:
     atomic_write_text(meta, json.dumps({**record, "check": check}, sort_keys=True, indent=1) + "\n")
 
 
-def _rows_of_another_table(cfg: EvalConfig, table: int, dataset: str, setting: str, method: str,
-                           record: dict) -> list[dict] | None:
+def _rows_of_another_table(cfg: EvalConfig, dataset: str, setting: str, record: dict) -> list[dict] | None:
     """The rows of the same cell in another table, made exactly as ``record`` says but for the
     table's number, or None.  A RED30 cell of Tables 1-5 filled from the single model for all
     levels is the very computation of Tables 6-7's cell (same model, images, noise, ensemble):
-    it is run once."""
+    it is run once.  (This table's own cell never matches here: had its record matched, it
+    would have been used as cached.)"""
     want = {k: v for k, v in record.items() if k != "table"}
-    for other in sorted(cfg.out.glob(f"per_image/t*_{dataset}_{setting.replace('=', '')}_*.json")):
-        if other == cell_path(cfg, table, dataset, setting, method).with_suffix(".json"):
-            continue
+    pattern = cell_path(cfg, "*", dataset, setting, "*").with_suffix(".json").relative_to(cfg.out)
+    for other in sorted(cfg.out.glob(str(pattern))):
         cell = read_cell(other) if other.with_suffix(".csv").is_file() else None
         if cell is not None and {k: v for k, v in cell[0].items() if k != "table"} == want:
             return cell[1]

@@ -149,7 +149,6 @@ def _sessions_summary(info: dict, iteration: int, snapshot: Path) -> dict:
             "cpus": sorted({s.get("cpu") or "unknown (not recorded)" for s, _ in used}),
             "blas_kernel": sorted({(s.get("env") or {}).get("OPENBLAS_CORETYPE", "auto (OpenBLAS detects the CPU)")
                                    for s, _ in used}),
-            # sessions from before the batch-parallel build existed ran the stock one
             "caffe_build": sorted({_build_label(s) for s, _ in used}),
             "restarts": [s["restart"] for s, _ in used if s.get("restart")]}
 
