@@ -21,12 +21,27 @@ def caffe_version(caffe: Path) -> str:
     return out[-1].strip()
 
 
-def cpu_model() -> str | None:
-    """The CPU's model name from /proc/cpuinfo."""
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The CPU's model name from /proc/cpuinfo, with its family, model and widest vector unit
+    added, since one name can cover several generations (two machines here both read
+    "AMD EPYC": a Zen 3 with AVX2 and a Zen 5 with AVX-512)."""
     with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        fields: dict[str, str] = {}
+        for line in cpuinfo.read_text().splitlines():
+            if not line.strip():
+                break                              # the first processor's block is enough
+            k, _, v = line.partition(":")
+            fields[k.strip()] = v.strip()
+        name = fields.get("model name")
+        if name is None:
+            return None
+        flags = set(fields.get("flags", "").split())
+        isa = next((label for flag, label in (("avx512f", "AVX512"), ("avx2", "AVX2"), ("avx", "AVX"))
+                    if flag in flags), None)
+        extra = [f"family {fields['cpu family']}" if "cpu family" in fields else None,
+                 f"model {fields['model']}" if "model" in fields else None, isa]
+        extra = [e for e in extra if e]
+        return f"{name} ({', '.join(extra)})" if extra else name
     return None
 
 
