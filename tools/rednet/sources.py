@@ -187,7 +187,7 @@ def seed_from_model(folder: str | Path, net: str, task: str) -> Seed:
     if folder.suffix == ".caffemodel":
         folder = folder.parent
     if not (folder / zoo.CARD).is_file():
-        raise UserError(f"FROM_MODEL={folder}: expected a zoo model folder models/<name>/ with a {zoo.CARD}")
+        raise UserError(f"FROM_MODEL={folder}: expected a zoo model folder (models/<name>/ or checkpoints/<name>/) with a {zoo.CARD}")
     card = zoo.verify(folder)
     if (card["net"], card["task"]) != (net, task):
         raise UserError(f"FROM_MODEL={folder}: trained as {card['net']} {card['task']}, not {net} {task}")
