@@ -2,7 +2,7 @@
 # and its card (readme.md); tools/rednet/zoo.py.  `make tables`, `restore` and `demo` find it.
 #
 #   make zoo-export RUN=red10_denoise-s30 [NAME=red10_denoise-s30]   a run's newest snapshot -> models/<NAME>/
-#   make zoo-export RUN=red30_denoise-mixed ROOT=checkpoints   a model short of its budget -> checkpoints/<NAME>/
+#   make zoo-export RUN=red30_denoise-mixed ZOO_ROOT=checkpoints   a model short of its budget -> checkpoints/<NAME>/
 #                         (kept in git so that a lost run continues with FROM_MODEL=checkpoints/<NAME>;
 #                         restore, tables and the zoo tests search models/ only)
 #   make zoo-results      Tables 1-7 from the shipped models only -> docs/results/, their cells into the cards,
@@ -17,9 +17,9 @@ ZOO_NO_ENSEMBLE ?=
 
 .PHONY: zoo-export zoo-results zoo-verify
 
-zoo-export: $(SETUP_STAMP) ## copy a run's newest snapshot into models/<NAME>/ with its card, curves and sample: RUN=<name> [NAME=]
+zoo-export: $(SETUP_STAMP) ## copy a run's newest snapshot into models/<NAME>/ with its card, curves and sample: RUN=<name> [NAME=] [ZOO_ROOT=checkpoints]
 	@test -n "$(RUN)" || { echo "make zoo-export: give RUN=<a run folder name under runs/>" >&2; exit 2; }
-	$(PY) -m rednet zoo export --run '$(RUN)' $(if $(NAME),--name '$(NAME)') $(if $(ROOT),--root '$(ROOT)')
+	$(PY) -m rednet zoo export --run '$(RUN)' $(if $(NAME),--name '$(NAME)') $(if $(ZOO_ROOT),--root '$(ZOO_ROOT)')
 
 zoo-results: $(SETUP_STAMP) ## Tables 1-7 of the shipped models -> docs/results/tables.{md,csv}; cells into each card [ENSEMBLE=0 ZOO_NO_ENSEMBLE=2: Table 2 one pass]
 	$(PY) -m rednet tables $(TABLES_ARGS) $(if $(ZOO_NO_ENSEMBLE),--no-ensemble-tables $(ZOO_NO_ENSEMBLE)) \

@@ -19,8 +19,7 @@ from rednet import zoo
 from test_train import cli, same_weights, train_args, write_toy
 
 SHIPPED = zoo.folders(zoo.ZOO)
-# models short of their budget, kept for FROM_MODEL= (not searched by restore or tables)
-CHECKPOINTS = zoo.folders(zoo.ZOO.parent / "checkpoints")
+CHECKPOINTS = zoo.folders(zoo.CHECKPOINTS)
 
 
 def test_the_zoo_ships_models():

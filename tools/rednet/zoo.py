@@ -37,6 +37,7 @@ from .errors import UserError, atomic_path, atomic_write_text
 from .paths import ROOT, rel
 
 ZOO = ROOT / "models"
+CHECKPOINTS = ROOT / "checkpoints"     # models short of their budget, kept for FROM_MODEL= (not searched by restore or tables)
 CARD = "readme.md"
 #: the keys every card's front matter has (checked by `zoo verify` and the tests)
 CARD_KEYS = ("name", "caffemodel", "sha1", "caffe_commit", "license", "net", "task", "iterations",
@@ -544,7 +545,7 @@ def cmd_zoo(args) -> int:
         run = Path(args.run)
         if not run.is_dir() and (paths.RUNS / args.run).is_dir():
             run = paths.RUNS / args.run
-        folder = export(run, args.name, root=Path(args.root) if args.root else ZOO, datasets=args.datasets)
+        folder = export(run, args.name, root=args.root, datasets=args.datasets)
         card = read_card(folder)
         print(f"{rel(folder)}: {card['net']} {card['task']} at iteration {card['iterations']}, sha1 {card['sha1']}")
     elif args.action == "verify":
@@ -572,8 +573,8 @@ def register(subparsers) -> None:
     p.add_argument("results", nargs="?", default=str(paths.RESULTS), help="for cells: the tables' output folder")
     p.add_argument("--run", help="for export: the run folder (or its name under runs/)")
     p.add_argument("--name", help="for export: the model's folder name (default: the run's name)")
-    p.add_argument("--root", help="for export: the folder above the model's (default models/; checkpoints/ for a "
-                                  "model still short of its budget, which restore and tables do not search)")
+    p.add_argument("--root", type=Path, default=ZOO, help="for export: the folder above the model's (default models/; "
+                   "checkpoints/ for a model still short of its budget, which restore and tables do not search)")
     p.add_argument("--datasets", help="benchmark images for the sample picture (default $DATASETS)")
     p.add_argument("--single", help="for gain: the results folder computed without the ensemble")
     p.add_argument("--dest", help="for gain: output path without suffix (.csv and .md are written)")
