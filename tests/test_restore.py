@@ -452,9 +452,12 @@ def test_ensemble_batches_respect_the_memory_budget(tiny):
 def test_a_pass_after_a_larger_batch_stays_in_the_budget(tiny):
     """Caffe keeps each blob at its largest size: a large one-image pass after a batch of 8
     small ones would hold the batch's blobs and the large image's buffers at once, over the
-    budget; the net is recreated before that pass instead (same result)."""
+    budget; the net is recreated before that pass instead (same result). This is the im2col
+    accounting (stock, or the GEMM path of the fast build), whose buffers do not grow with the
+    batch; under oneDNN every buffer scales with it and the case does not arise."""
     from rednet.restore import Restorer
     r = Restorer(*tiny, max_memory_mb=1.0, progress=False)
+    r.dnnl = False
     budget = 2 ** 20
     small = int(np.sqrt(budget / r.bytes_per_pixel(8)))
     large = int(np.sqrt(budget / r.bytes_per_pixel(1)))
@@ -468,6 +471,55 @@ def test_a_pass_after_a_larger_batch_stays_in_the_budget(tiny):
     got = r.forward(big)
     assert r.net is not net and 4 * sum(r._held.values()) <= budget
     np.testing.assert_allclose(got, Restorer(*tiny, tile=0).forward(big), atol=1e-6, rtol=0)
+#: runs in `bin/python` under a given build: a 10-layer, 64-map RED-Net (random weights) run
+#: on a batch of images; prints the peak memory the forward pass added (VmHWM, after a tiny
+#: warm-up pass) beside Restorer's prediction
+MEMORY_WORKER = r"""
+import json, sys
+import numpy as np
+import caffe
+from rednet.restore import Restorer
+def hwm():
+    return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM"))
+deploy, weights, side, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+r = Restorer(deploy, weights, progress=False)
+blob = r.net.blobs[r.input]
+blob.reshape(n, 1, 8, 8); r.net.reshape(); r.net.forward()
+before = hwm()
+blob.reshape(n, 1, side, side); r.net.reshape()
+blob.data[...] = np.random.default_rng(0).random((n, 1, side, side))
+r.net.forward()
+print(json.dumps({"measured": hwm() - before, "predicted": side * side * r.bytes_per_pixel(n),
+                  "dnnl": getattr(r, "dnnl", None), "threads": r.threads}))
+"""
+
+
+@pytest.mark.parametrize("build,dnnl", [("stock", None), *[pytest.param("fast", d, marks=pytest.mark.skipif(
+    not (ROOT / ".caffe-fast" / "env").is_file(), reason="the batch-parallel build .caffe-fast/ is absent"))
+    for d in ("1", "0")]])
+def test_memory_prediction_bounds_the_measured_peak(build, dnnl, tmp_path, caffe):
+    """The memory Restorer plans with (bytes_per_pixel) is an upper bound of what a forward pass
+    of 2 images of 128x128 really adds to the process's peak, and within 1.6x of it, in each
+    build: stock (im2col buffers, one per layer), fast with oneDNN (no im2col buffer: blobs
+    and oneDNN's scratch only; counting the buffers there overstated it about 7x, so RED30
+    restores were cut into 9 tiles where 1 fits) and fast with REDNET_DNNL=0 (per-thread
+    im2col buffers)."""
+    deploy, weights = make_model(tmp_path, caffe, depth=10, width=64)
+    script = tmp_path / "memory.py"
+    script.write_text(MEMORY_WORKER)
+    env = dict(os.environ, CAFFE=build, OMP_NUM_THREADS="2", GLOG_minloglevel="2")
+    env.pop("REDNET_DNNL", None)
+    if dnnl is not None:
+        env["REDNET_DNNL"] = dnnl
+    p = subprocess.run([str(ROOT / "bin" / "python"), str(script), str(deploy), str(weights), "128", "2"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r["dnnl"] == (dnnl == "1")
+    assert r["measured"] > 2 * 128 * 128 * 4 * 64          # at least one 64-map blob of the batch
+    assert r["measured"] <= r["predicted"] <= 1.6 * r["measured"], r
+
+
 # --------------------------------------------------------------------------- one order of preference
 def test_restore_tables_and_demo_prefer_the_same_model(tmp_path, monkeypatch, caffe):
     """The registry's one order: red30 before red30-official before red20/red10, models/ before

@@ -535,9 +535,9 @@ def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Pa
         shutil.rmtree(work, ignore_errors=True)
 
 
-#: memory budget (MB) of the bench's 256x256 restore: enough for a batch of orientations of the
-#: whole image (RED30: 8 at a time in the stock build, 4 in the batch-parallel one, whose
-#: per-thread im2col buffers take memory); the restore command's default (2048) would tile RED30
+#: memory budget (MB) of the bench's 256x256 restore: enough for all 8 orientations of the
+#: whole image in one batch in either build (RED30: the stock build's im2col buffers take most
+#: of it); the restore command's default (2048) would tile RED30 in the stock build
 RESTORE_MEMORY_MB = 12288
 
 RESTORE_CODE = """

@@ -168,6 +168,14 @@ def unorient(y: np.ndarray, flip: bool, k: int) -> np.ndarray:
     return y
 
 
+def _uses_dnnl(caffe) -> bool:
+    """Whether the imported build runs Convolution and Deconvolution through oneDNN (the fast
+    build, ``.caffe-fast``, unless ``REDNET_DNNL=0``, as its patch 0003 reads it): oneDNN's
+    direct convolutions need no im2col buffer, only shared scratch copies of one layer's input
+    and output (Caffe allocates a blob's memory on first use, so the unused buffers cost none)."""
+    return ".caffe-fast" in Path(caffe.__file__).as_posix() and os.environ.get("REDNET_DNNL") != "0"
+
+
 def _batch_threads(caffe) -> int:
     """How many images of a batch the imported Caffe build runs in parallel: 1 for the stock
     build (image after image); for the batch-parallel build (``.caffe-fast``) its OpenMP
@@ -219,6 +227,7 @@ class Restorer:
         self.max_memory_mb = max_memory_mb
         self.progress = progress
         self.threads = _batch_threads(caffe)
+        self.dnnl = _uses_dnnl(caffe)
         self._floats = self._floats_per_pixel()
         self._bytes_per_pixel = self._estimate_bytes_per_pixel()
         #: (batch, C, H, W) of every forward pass run, in order (for tests and the bench)
@@ -235,28 +244,35 @@ class Restorer:
             check_weights(self.net, self.deploy, self.weights)
         self.net.copy_from(str(self.weights))
         #: floats per pixel that Caffe holds allocated (a blob never shrinks): see _make_room
-        self._held = {"blobs": 0, "col": 0, "thread_cols": 0}
+        self._held = {"blobs": 0, "col": 0, "thread_cols": 0, "dnnl": 0}
 
-    def _floats_per_pixel(self) -> tuple[int, int]:
+    def _floats_per_pixel(self) -> tuple[int, int, int]:
         """float32 values per input pixel of one image: (every blob, every layer's im2col
-        buffer). Stock Caffe keeps one im2col buffer per convolution (input channels x kh x kw
-        floats a pixel) for one image at a time, whatever the batch."""
-        blobs = cols = 0
+        buffer, the widest layer's input plus output channels). Stock Caffe keeps one im2col
+        buffer per convolution (input channels x kh x kw floats a pixel) for one image at a
+        time, whatever the batch; oneDNN copies one layer's input and output at a time."""
+        blobs = cols = io = 0
         for name, blob in self.net.blobs.items():
             blobs += int(np.prod(blob.data.shape[1:2] or (1,)))
         for name, params in self.net.params.items():
             shp = params[0].data.shape
             if len(shp) == 4:
                 cols += int(shp[1] * shp[2] * shp[3])
-        return blobs, cols
+                io = max(io, int(shp[0] + shp[1]))
+        return blobs, cols, io
 
     def _held_floats(self, n: int) -> dict[str, int]:
         """Floats per pixel of one image that a forward pass of ``n`` images allocates: the
-        blobs n times; the im2col buffers once (stock), or in the batch-parallel build, when it
-        splits the batch over p = min(n, threads) > 1 threads, p per-thread buffers per layer."""
-        blobs, cols = self._floats
+        blobs n times; with oneDNN (:func:`_uses_dnnl`) its scratch copies, n times, and no
+        im2col buffer; else the im2col buffers once (stock), or in the batch-parallel GEMM
+        path, when it splits the batch over p = min(n, threads) > 1 threads, p per-thread
+        buffers per layer."""
+        blobs, cols, io = self._floats
+        if self.dnnl:
+            return {"blobs": n * blobs, "col": 0, "thread_cols": 0, "dnnl": n * io}
         p = min(n, self.threads)
-        return {"blobs": n * blobs, "col": cols if p == 1 else 0, "thread_cols": p * cols if p > 1 else 0}
+        return {"blobs": n * blobs, "col": cols if p == 1 else 0, "thread_cols": p * cols if p > 1 else 0,
+                "dnnl": 0}
 
     def bytes_per_pixel(self, n: int = 1) -> float:
         """float32 bytes per pixel of one image for a forward pass of a batch of ``n``."""
