@@ -471,6 +471,8 @@ def test_a_pass_after_a_larger_batch_stays_in_the_budget(tiny):
     got = r.forward(big)
     assert r.net is not net and 4 * sum(r._held.values()) <= budget
     np.testing.assert_allclose(got, Restorer(*tiny, tile=0).forward(big), atol=1e-6, rtol=0)
+
+
 #: runs in `bin/python` under a given build: a 10-layer, 64-map RED-Net (random weights) run
 #: on a batch of images; prints the peak memory the forward pass added (VmHWM, after a tiny
 #: warm-up pass) beside Restorer's prediction

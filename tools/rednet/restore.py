@@ -168,12 +168,17 @@ def unorient(y: np.ndarray, flip: bool, k: int) -> np.ndarray:
     return y
 
 
+def _is_fast_build(caffe) -> bool:
+    """Whether the imported pycaffe is the batch-parallel build (``.caffe-fast``), not stock."""
+    return ".caffe-fast" in Path(caffe.__file__).as_posix()
+
+
 def _uses_dnnl(caffe) -> bool:
     """Whether the imported build runs Convolution and Deconvolution through oneDNN (the fast
-    build, ``.caffe-fast``, unless ``REDNET_DNNL=0``, as its patch 0003 reads it): oneDNN's
-    direct convolutions need no im2col buffer, only shared scratch copies of one layer's input
-    and output (Caffe allocates a blob's memory on first use, so the unused buffers cost none)."""
-    return ".caffe-fast" in Path(caffe.__file__).as_posix() and os.environ.get("REDNET_DNNL") != "0"
+    build, unless ``REDNET_DNNL=0``, as its patch 0003 reads it): oneDNN's direct
+    convolutions need no im2col buffer, only shared scratch copies of one layer's input and
+    output (Caffe allocates a blob's memory on first use, so the unused buffers cost none)."""
+    return _is_fast_build(caffe) and os.environ.get("REDNET_DNNL") != "0"
 
 
 def _batch_threads(caffe) -> int:
@@ -181,7 +186,7 @@ def _batch_threads(caffe) -> int:
     build (image after image); for the batch-parallel build (``.caffe-fast``) its OpenMP
     threads (``OMP_NUM_THREADS``, else the CPUs this process may use), as its
     ``batch_threads()`` = min(OpenMP threads, batch)."""
-    if ".caffe-fast" not in Path(caffe.__file__).as_posix():
+    if not _is_fast_build(caffe):
         return 1
     first = (os.environ.get("OMP_NUM_THREADS") or "").split(",")[0].strip()
     if first.isdigit() and int(first) > 0:
