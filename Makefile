@@ -4,6 +4,11 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PY      := bin/python
+# One shell word, whatever a make variable holds (spaces, quotes, ;, $(...)): every value
+# that reaches a recipe's shell goes through it, as $(call q,$(VAR)).
+q = '$(subst ','\'',$(1))'
+# ... and each word of a list (RUNS="a b"), one shell word each
+qw = $(foreach w,$(1),$(call q,$(w)))
 # (CAFFE=stock|fast is read by bin/caffe and bin/python: which Caffe build; docs/training.md)
 DATASETS ?= data/datasets
 export DATASETS

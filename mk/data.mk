@@ -17,10 +17,10 @@ else
 DATA_TASK := $(TASK)
 endif
 # optional knobs (recorded in data/db/<task>/config.json by the build; a change rebuilds)
-DATA_ARGS := $(if $(STRIDE),--stride $(STRIDE)) $(if $(NOISE_REPEATS),--noise-repeats $(NOISE_REPEATS)) \
-             $(if $(SEED),--seed $(SEED)) $(if $(MAX_IMAGES),--max-images $(MAX_IMAGES)) \
-             $(if $(MAX_PATCHES),--max-patches $(MAX_PATCHES)) $(if $(SHARD_SIZE),--shard-size $(SHARD_SIZE)) \
-             $(if $(AUGMENT),--augment $(AUGMENT))
+DATA_ARGS := $(if $(STRIDE),--stride $(call q,$(STRIDE))) $(if $(NOISE_REPEATS),--noise-repeats $(call q,$(NOISE_REPEATS))) \
+             $(if $(SEED),--seed $(call q,$(SEED))) $(if $(MAX_IMAGES),--max-images $(call q,$(MAX_IMAGES))) \
+             $(if $(MAX_PATCHES),--max-patches $(call q,$(MAX_PATCHES))) $(if $(SHARD_SIZE),--shard-size $(call q,$(SHARD_SIZE))) \
+             $(if $(AUGMENT),--augment $(call q,$(AUGMENT)))
 DATA_WORKERS ?= 2
 DB_DIR ?= data/db
 ifneq ($(filter data,$(MAKECMDGOALS)),)
@@ -33,17 +33,17 @@ endif
 
 ifeq ($(PREVIEW),1)
 data: ## build data/db/<task>/{train,val}.txt: TASK=denoise SIGMA=30|mixed, TASK=sr SCALE=2..4|mixed; PREVIEW=1 counts only
-	$(PY) -m rednet data --task '$(DATA_TASK)' --out '$(DB_DIR)/$(DATA_TASK)' --preview $(DATA_ARGS)
+	$(PY) -m rednet data --task $(call q,$(DATA_TASK)) --out $(call q,$(DB_DIR)/$(DATA_TASK)) --preview $(DATA_ARGS)
 else
 data:
-	$(PY) -m rednet data --task '$(DATA_TASK)' --out '$(DB_DIR)/$(DATA_TASK)' --workers $(DATA_WORKERS) $(DATA_ARGS)
+	$(PY) -m rednet data --task $(call q,$(DATA_TASK)) --out $(call q,$(DB_DIR)/$(DATA_TASK)) --workers $(call q,$(DATA_WORKERS)) $(DATA_ARGS)
 endif
 
 datasets: ## download the official BSDS300/BSDS500 archives into $(DATASETS), verified per file (BSDS300_URL=, BSDS500_URL=)
-	$(PY) -m rednet datasets download --bsds300-url '$(BSDS300_URL)' --bsds500-url '$(BSDS500_URL)'
+	$(PY) -m rednet datasets download --bsds300-url $(call q,$(BSDS300_URL)) --bsds500-url $(call q,$(BSDS500_URL))
 
 datasets-verify: ## check every benchmark image in $(DATASETS) against data/manifests (sha256)
 	$(PY) -m rednet datasets verify
 
 bench-data: ## build the full ~0.5M-patch sigma=30 db in data/cache, print patches/s, bytes, peak RSS, delete it
-	$(PY) -m rednet data --task denoise-s30 --bench --workers $(DATA_WORKERS)
+	$(PY) -m rednet data --task denoise-s30 --bench --workers $(call q,$(DATA_WORKERS))

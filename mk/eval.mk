@@ -21,9 +21,9 @@ MAX_MEMORY   ?= 2048
 
 BM3D_STAMP := .venv/.bm3d-installed
 
-TABLES_ARGS := --tables $(TABLES) --sr-protocol $(SR_PROTOCOL) --bsd200-scale $(BSD200_SCALE) --seed $(SEED) --max-memory $(MAX_MEMORY) \
-	$(if $(filter 0,$(ENSEMBLE)),--no-ensemble) $(if $(filter 1,$(BM3D)),--bm3d) $(if $(LIMIT),--limit $(LIMIT)) \
-	$(if $(NO_ENSEMBLE_TABLES),--no-ensemble-tables $(NO_ENSEMBLE_TABLES))
+TABLES_ARGS := --tables $(call q,$(TABLES)) --sr-protocol $(call q,$(SR_PROTOCOL)) --bsd200-scale $(call q,$(BSD200_SCALE)) --seed $(call q,$(SEED)) --max-memory $(call q,$(MAX_MEMORY)) \
+	$(if $(filter 0,$(ENSEMBLE)),--no-ensemble) $(if $(filter 1,$(BM3D)),--bm3d) $(if $(LIMIT),--limit $(call q,$(LIMIT))) \
+	$(if $(NO_ENSEMBLE_TABLES),--no-ensemble-tables $(call q,$(NO_ENSEMBLE_TABLES)))
 
 .PHONY: tables tables-quick restore
 
@@ -31,15 +31,12 @@ tables: $(SETUP_STAMP) $(if $(filter 1,$(BM3D)),$(BM3D_STAMP)) ## Tables 1-7, pa
 	$(PY) -m rednet tables $(TABLES_ARGS)
 
 tables-quick: $(SETUP_STAMP) ## a quick look: tables without the 8-orientation ensemble on the first 5 images of each set -> results/quick/
-	$(PY) -m rednet tables $(TABLES_ARGS) --no-ensemble --limit $(or $(LIMIT),5) --out results/quick
+	$(PY) -m rednet tables $(TABLES_ARGS) --no-ensemble --limit $(call q,$(or $(LIMIT),5)) --out results/quick
 
 # the optional BM3D baseline: a separate, pinned requirements file (non-commercial licence)
 $(BM3D_STAMP): requirements-bm3d.txt | $(SETUP_STAMP)
 	.venv/bin/pip install -r requirements-bm3d.txt
 	@touch $@
-
-# one shell word, whatever the value holds (spaces, parentheses, quotes): IN=, OUT=, MODEL= are file names
-q = '$(subst ','\'',$(1))'
 
 restore: $(SETUP_STAMP) ## restore one's images: IN=in.png|folder OUT=out.png|folder TASK=denoise SIGMA=30 | TASK=sr SCALE=3 [MODEL=]
 	@test -n $(call q,$(IN)) -a -n $(call q,$(OUT)) -a -n $(call q,$(TASK)) || { echo "make restore: give IN=, OUT= and TASK= (denoise with SIGMA=, sr with SCALE=)" >&2; exit 2; }

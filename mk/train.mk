@@ -9,25 +9,29 @@
 #   make train NET=red10 TASK=denoise SIGMA=30 FROM_MODEL=models/red10_denoise-s30   # run folder lost:
 #                                             continue from the zoo's weights at their iteration
 #                                             (Adam's moments estimated from MOMENT_BATCHES=100 batches)
+#   make train NET=red30 TASK=sr SCALE=mixed RECIPE=step   # a learning-rate recipe (docs/recipe.md):
+#                                             paper (default) | step | finetune; LR= LR_STEPS= LR_GAMMA= change it
 #   make curves [RUNS="red10_denoise-s30 red20_denoise-s30"]
 
-TRAIN_ARGS = $(if $(NET),--net '$(NET)') $(if $(TASK),--task '$(TASK)') $(if $(SIGMA),--sigma '$(SIGMA)') \
-             $(if $(SCALE),--scale '$(SCALE)') $(if $(ITERS),--iters '$(ITERS)') $(if $(RUN),--run '$(RUN)') \
-             $(if $(filter 1 yes true,$(RESUME)),--resume) $(if $(MODE),--mode '$(MODE)') \
-             $(if $(SNAPSHOT),--snapshot-every '$(SNAPSHOT)') $(if $(MINUTES),--time-limit '$(MINUTES)') \
-             $(if $(BLAS_CORE),--blas-core '$(BLAS_CORE)') $(if $(FROM_MODEL),--from-model '$(FROM_MODEL)') \
-             $(if $(MOMENT_BATCHES),--moment-batches '$(MOMENT_BATCHES)')
+TRAIN_ARGS = $(if $(NET),--net $(call q,$(NET))) $(if $(TASK),--task $(call q,$(TASK))) $(if $(SIGMA),--sigma $(call q,$(SIGMA))) \
+             $(if $(SCALE),--scale $(call q,$(SCALE))) $(if $(ITERS),--iters $(call q,$(ITERS))) $(if $(RUN),--run $(call q,$(RUN))) \
+             $(if $(filter 1 yes true,$(RESUME)),--resume) $(if $(MODE),--mode $(call q,$(MODE))) \
+             $(if $(SNAPSHOT),--snapshot-every $(call q,$(SNAPSHOT))) $(if $(MINUTES),--time-limit $(call q,$(MINUTES))) \
+             $(if $(BLAS_CORE),--blas-core $(call q,$(BLAS_CORE))) $(if $(FROM_MODEL),--from-model $(call q,$(FROM_MODEL))) \
+             $(if $(MOMENT_BATCHES),--moment-batches $(call q,$(MOMENT_BATCHES))) \
+             $(if $(RECIPE),--recipe $(call q,$(RECIPE))) $(if $(LR),--lr $(call q,$(LR))) \
+             $(if $(LR_STEPS),--lr-steps $(call q,$(LR_STEPS))) $(if $(LR_GAMMA),--lr-gamma $(call q,$(LR_GAMMA)))
 
 .PHONY: train curves bench demo
 
-train: $(SETUP_STAMP) ## train NET=red10|red20|red30|red30-official|<net in gen/> TASK=denoise SIGMA=..|TASK=sr SCALE=.. [ITERS= RUN= RESUME=1 MINUTES= FROM_MODEL=models/<name>]
+train: $(SETUP_STAMP) ## train NET=red10|red20|red30|red30-official|<net in gen/> TASK=denoise SIGMA=..|TASK=sr SCALE=.. [ITERS= RUN= RESUME=1 MINUTES= FROM_MODEL=models/<name> RECIPE=paper|step|finetune]
 	$(PY) -m rednet train $(TRAIN_ARGS)
 
 curves: $(SETUP_STAMP) ## runs/<name>/train.log -> curves.csv + results/curves/*.png [RUNS="name ..."] (Figure 3b)
-	$(PY) -m rednet curves $(RUNS)
+	$(PY) -m rednet curves $(call qw,$(RUNS))
 
 bench: $(SETUP_STAMP) ## training throughput of red10/20/30/30-official vs the BLAS GEMM bound (~10 min; its small database needs DATASETS)
-	$(PY) -m rednet bench $(if $(BENCH_NETS),--nets $(BENCH_NETS))
+	$(PY) -m rednet bench $(if $(BENCH_NETS),--nets $(call q,$(BENCH_NETS)))
 
 demo: $(SETUP_STAMP) ## the main job: small sigma=30 db, train RED10 ~8 min, Set12 PSNR -> results/demo/ (~15 min, resumable)
-	$(PY) -m rednet demo $(if $(BLAS_CORE),--blas-core '$(BLAS_CORE)')
+	$(PY) -m rednet demo $(if $(BLAS_CORE),--blas-core $(call q,$(BLAS_CORE)))

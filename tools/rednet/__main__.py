@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "rednet.tables",     # tables: regenerate Tables 1-7
     "rednet.demo",       # demo: the end-to-end demo
     "rednet.zoo",        # zoo: the shipped models in models/
+    "rednet.zooresults", # zoo-results: Tables 1-7 of the shipped models -> docs/results/, the cards
 ]
 
 

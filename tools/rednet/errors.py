@@ -51,6 +51,16 @@ def atomic_write_text(dest: os.PathLike | str, text: str) -> None:
         tmp.write_text(text)
 
 
+def atomic_write_all(files: dict) -> None:
+    """Write several text files as one: every file is written under a temporary name first
+    and renamed onto its destination only when all were written (a full disk or any other
+    error leaves every destination as it was)."""
+    with contextlib.ExitStack() as stack:
+        for dest, text in files.items():
+            stack.enter_context(atomic_path(dest)).write_text(text)
+        # the renames happen as the stack unwinds without an error, one after another
+
+
 def atomic_write_bytes(dest: os.PathLike | str, data: bytes) -> None:
     """Write ``data`` to ``dest`` atomically."""
     with atomic_path(dest) as tmp:

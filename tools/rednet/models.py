@@ -42,6 +42,8 @@ class ModelSpec:
     source: str = ""           # "run <name>" / "models/" / "file"
 
     def describe(self) -> str:
+        if self.net is None and self.task is None:
+            return f"{rel(self.weights)} (trained for: unknown)"
         return f"{self.net or '?'} {self.task or '?'} ({rel(self.weights)})"
 
 
@@ -58,8 +60,9 @@ def from_run(run: Path) -> ModelSpec:
 
 
 def from_zoo(folder: Path) -> ModelSpec:
-    """A zoo model ``models/<name>/`` (its card read, not verified)."""
-    card = zoo.read_card(folder)
+    """A zoo model ``models/<name>/``: its card, after its weights' sha1 is checked against it
+    (:func:`rednet.zoo.checked_card`; a mismatch raises, it is never skipped)."""
+    card = zoo.checked_card(folder)
     return ModelSpec(folder / "deploy.prototxt", folder / card["caffemodel"], card["net"], card["task"], ZOO_SOURCE)
 
 
@@ -67,9 +70,14 @@ def from_caffemodel(path: Path, deploy: Path | None = None) -> ModelSpec:
     """A ``.caffemodel`` file; its deploy net is ``deploy``, else ``deploy.prototxt`` beside it.
     In a zoo folder ``models/<name>/`` the card says what it was trained for."""
     net = task = None
-    if (path.parent / zoo.CARD).is_file():
-        card = zoo.read_card(path.parent)
-        net, task = card["net"], card["task"]
+    source = "file"
+    if (path.parent / zoo.CARD).is_file() and zoo.read_card(path.parent)["caffemodel"] == path.name:
+        card = zoo.checked_card(path.parent)
+        net, task, source = card["net"], card["task"], ZOO_SOURCE
+    elif (run := _run_of(path)) is not None:
+        net, task = run.net, run.task
+    elif (found := zoo.identify(path)) is not None:       # a copy of a zoo model: its card says
+        net, task = found[1]["net"], found[1]["task"]
     if deploy is None:
         if (path.parent / "deploy.prototxt").is_file():
             deploy = path.parent / "deploy.prototxt"
@@ -77,7 +85,19 @@ def from_caffemodel(path: Path, deploy: Path | None = None) -> ModelSpec:
             deploy = GEN / net / "deploy.prototxt"
         else:
             raise UserError(f"{path}: no deploy net found: put deploy.prototxt beside it or give --deploy")
-    return ModelSpec(Path(deploy), path, net, task, "file")
+    return ModelSpec(Path(deploy), path, net, task, source)
+
+
+def _run_of(weights: Path) -> RunRecord | None:
+    """The run whose snapshot ``weights`` is (``runs/<name>/snapshots/*.caffemodel``), if any."""
+    for folder in (weights.parent.parent, weights.parent):
+        if (folder / "run.json").is_file():
+            try:
+                rec = RunRecord.load(folder)
+            except UserError:
+                return None
+            return rec if rec.task else None
+    return None
 
 
 def list_models(task: str | None = None, zoo_only: bool = False) -> list[ModelSpec]:
@@ -88,6 +108,8 @@ def list_models(task: str | None = None, zoo_only: bool = False) -> list[ModelSp
     for folder in zoo.folders(MODELS):
         try:
             found.append(from_zoo(folder))
+        except zoo.ModelIntegrityError:
+            raise                  # a damaged zoo model is named, not passed over for another
         except UserError:
             continue
     if not zoo_only and RUNS.is_dir():

@@ -435,12 +435,13 @@ def render_train(cfg: NetConfig, task, phase: str, *, source: str | None = None,
 def render_solver(cfg: NetConfig, task, net_root: str | None = None, *, train_net: str | None = None,
                   test_net: str | None = None, snapshot_prefix: str | None = None, max_iter: int = MAX_ITER,
                   snapshot: int = SNAPSHOT, display: int = DISPLAY, solver_mode: str = "CPU",
-                  test_iter: int = TEST_ITER, by: str = GEN_BY) -> str:
+                  test_iter: int = TEST_ITER, by: str = GEN_BY, recipe=None) -> str:
     """The Adam solver for ``cfg`` on ``task`` (nets under ``net_root``, default gen/<net>).
 
     The keyword arguments are a run's own values (rednet.sources renders a run's solver with
-    its nets, snapshot prefix, iterations, intervals and validation batches per test); the
-    defaults give solvers/."""
+    its nets, snapshot prefix, iterations, intervals, validation batches per test and its
+    learning-rate recipe, a resolved :class:`rednet.recipes.Recipe`); the defaults give
+    solvers/ (the paper's constant 1e-4)."""
     task = _task(task)
     root = net_root or net_dir(cfg)
     run = f"{cfg.name}_{task}"
@@ -451,7 +452,7 @@ def render_solver(cfg: NetConfig, task, net_root: str | None = None, *, train_ne
                    test_net=test_net or f"{root}/{task}/test.prototxt",
                    snapshot_prefix=snapshot_prefix or f"runs/{run}/snapshots/{run}", test_batch=TEST_BATCH,
                    train_batch=TRAIN_BATCH, max_iter=int(max_iter), snapshot=int(snapshot),
-                   display=int(display), solver_mode=solver_mode, test_iter=int(test_iter))
+                   display=int(display), solver_mode=solver_mode, test_iter=int(test_iter), recipe=recipe)
 
 
 def files_for(cfg: NetConfig, root: Path, tasks=None, out_dir: Path | None = None,

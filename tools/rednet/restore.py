@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import matlab, models
+from . import matlab, models, zoo
 from .caffeio import caffemodel_shapes, pycaffe, read_netparam
 from .errors import UserError, atomic_path, check_writable
 from .paths import rel
-from .models import ModelSpec, from_caffemodel, from_run, mixed_task
+from .models import ModelSpec, from_caffemodel, from_run, from_zoo, mixed_task
 from .tasks import TASKS, Task, get_task, task_name
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm")
@@ -129,7 +129,9 @@ def find_model(model: str | None, task: Task, net: str | None = None,
                             f"{rel(models.RUNS)}/*/ (train one with 'make train', or give --model)")
         return spec
     p = Path(model)
-    if p.is_dir():
+    if p.is_dir() and (p / zoo.CARD).is_file():
+        spec = from_zoo(p)
+    elif p.is_dir():
         spec = from_run(p)
     elif p.is_file():
         spec = from_caffemodel(p, Path(deploy) if deploy else None)
@@ -145,6 +147,9 @@ def find_model(model: str | None, task: Task, net: str | None = None,
         trained = get_task(spec.task)
         if trained.kind != task.kind or task.levels[0] not in trained.levels:
             raise UserError(f"--model {model}: trained for {spec.task}, not for {task.name}")
+    else:
+        print(f"note: nothing says what {model} was trained for (no card or run.json beside it, and it is "
+              f"no zoo model's copy): its output is right only if it was trained for {task.name}")
     return spec
 
 

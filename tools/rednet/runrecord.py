@@ -225,6 +225,7 @@ class RunRecord(_Keyed):
     batch_size: int | None = None
     iter_size: int | None = None
     solver_type: str | None = None
+    recipe: dict | None = None              # the learning-rate recipe (rednet.recipes; None: older runs, the paper's)
     random_seed: int | None = None
     sources: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)

@@ -45,6 +45,7 @@ class Sources:
     train_net: Path | None = None
     test_net: Path | None = None
     deploy: Path | None = None
+    recipe: object | None = None              # rednet.recipes.Recipe (resolved) for a rendered solver
 
     @property
     def rendered(self) -> bool:
@@ -55,7 +56,7 @@ class Sources:
         templates' rendering with the defaults of solvers/ and gen/, or the files' text."""
         if self.rendered:
             from . import netgen
-            return (netgen.render_solver(self.cfg, self.task), netgen.render_train(self.cfg, self.task, "train"),
+            return (netgen.render_solver(self.cfg, self.task, recipe=self.recipe), netgen.render_train(self.cfg, self.task, "train"),
                     netgen.render_train(self.cfg, self.task, "test"))
         return (self.solver.read_text(), self.train_net.read_text(),
                 self.test_net.read_text() if self.test_net else None)
@@ -291,7 +292,7 @@ def run_copies(src: Sources, v: RunValues) -> RunCopies:
         by = f"`bin/python -m rednet train` for the run {v.name}"
         sol = netgen.render_solver(src.cfg, src.task, train_net=v.train_net, test_net=v.test_net,
                                    snapshot_prefix=v.snapshot_prefix, max_iter=v.max_iter, snapshot=v.snapshot,
-                                   display=v.display, solver_mode=v.mode or "CPU", by=by,
+                                   display=v.display, solver_mode=v.mode or "CPU", by=by, recipe=src.recipe,
                                    **({"test_iter": v.test_iter} if v.test_iter else {}))
         tr, te = (netgen.render_train(src.cfg, src.task, phase, source=s, shuffle=False, by=by)
                   for phase, s in (("train", v.train_schedule), ("test", v.val_schedule)))

@@ -726,13 +726,34 @@ def _parse_tables(text: str) -> tuple:
 
 
 def cmd_tables(args) -> int:
+    check_writable(args.out, f"--out {args.out}")
+    cfg = config_from_args(args)
+    try:
+        res = run(cfg)
+    except OSError as e:
+        raise disk_error(e, args.out) from None
+    print(f"wrote {rel(cfg.out / 'tables.md')} and {rel(cfg.out / 'tables.csv')}: "
+          f"{len(res['ours'])} cells computed, {len(res['missing'])} without a result (listed in tables.md)")
+    return 0
+
+
+def disk_error(e: OSError, out) -> UserError:
+    """A full disk while the tables were written, as one line (other errors raised again)."""
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+        raise e
+    # every file is written under a temporary name and renamed: the one cut short is gone
+    return UserError(f"--out {out}: disk full while writing {rel(e.filename) if e.filename else 'results'} "
+                     f"({e.strerror}); the cells finished before are kept: free space and run again")
+
+
+def config_from_args(args) -> EvalConfig:
+    """The :class:`EvalConfig` of the ``tables`` command line (checked)."""
     if args.sr_protocol not in metrics.SR_PROTOCOLS:
         raise UserError(f"--sr-protocol {args.sr_protocol}: expected one of {', '.join(metrics.SR_PROTOCOLS)}")
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit}: expected a positive number of images")
     if not 0 < args.max_memory < math.inf:
         raise UserError(f"--max-memory {args.max_memory:g}: expected a positive number of MB")
-    check_writable(args.out, f"--out {args.out}")
     red_nets = dict(DEFAULT_RED_NETS)
     if args.red30_nets:
         red_nets["RED30"] = tuple(n.strip() for n in args.red30_nets.split(",") if n.strip())
@@ -742,26 +763,23 @@ def cmd_tables(args) -> int:
                      denoise14_extras=tuple(args.extras) if args.extras else None, bm3d=args.bm3d,
                      limit=args.limit, seed=args.seed, max_memory_mb=args.max_memory,
                      red_nets=red_nets, tables=_parse_tables(args.tables), out=Path(args.out),
-                     zoo_only=args.zoo_only)
-    try:
-        res = run(cfg)
-    except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        # every file is written under a temporary name and renamed: the one cut short is gone
-        raise UserError(f"--out {args.out}: disk full while writing {rel(e.filename) if e.filename else 'results'} "
-                        f"({e.strerror}); the cells finished before are kept: free space and run again") from None
-    print(f"wrote {rel(cfg.out / 'tables.md')} and {rel(cfg.out / 'tables.csv')}: "
-          f"{len(res['ours'])} cells computed, {len(res['missing'])} without a result (listed in tables.md)")
-    return 0
+                     zoo_only=getattr(args, "zoo_only", True))
+    return cfg
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("tables", help="regenerate Tables 1-7 (paper vs ours) into results/",
                               description=__doc__.splitlines()[0])
+    add_arguments(p, out=RESULTS)
+    p.add_argument("--zoo-only", action="store_true", help="only the shipped models of models/ (not runs/)")
+    p.set_defaults(func=cmd_tables)
+
+
+def add_arguments(p, out: Path) -> None:
+    """The evaluation's options (``tables``, and ``zoo-results`` with ``out`` its own folder)."""
     p.add_argument("--tables", default="1-7", help="which tables, e.g. 1,3-5 (default 1-7)")
     p.add_argument("--datasets", default=None, help="benchmark image folder (default $DATASETS)")
-    p.add_argument("--out", default=str(RESULTS), help="output folder (default results/)")
+    p.add_argument("--out", default=str(out), help=f"output folder (default {rel(out)}/)")
     p.add_argument("--no-ensemble", action="store_true", help="one pass per image, not 8 orientations")
     p.add_argument("--no-ensemble-tables", metavar="TABLES",
                    help="these tables with one pass per image even with the ensemble on, e.g. 2 (BSD200's 200 images)")
@@ -773,6 +791,4 @@ def register(subparsers) -> None:
     p.add_argument("--limit", type=int, help="only the first N images of each set (quick look)")
     p.add_argument("--seed", type=int, default=0, help="base seed of the denoising noise (default 0)")
     p.add_argument("--red30-nets", help="nets tried for the RED30 column, in order (default red30,red30-official)")
-    p.add_argument("--zoo-only", action="store_true", help="only the shipped models of models/ (not runs/)")
     p.add_argument("--max-memory", type=float, default=2048, help="forward-pass memory budget, MB (default 2048)")
-    p.set_defaults(func=cmd_tables)

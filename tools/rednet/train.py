@@ -44,13 +44,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import moments, paths
+from . import moments, paths, recipes
 from .caffeio import hdf5_layers, param_shapes, parse_prototxt, to_text
 from .errors import UserError, atomic_write_text
 from .provenance import caffe_version, cpu_model, project_version
 from .runrecord import SCHEMA, RunLayout, RunRecord, check_run_name, now
 from .schedule import read_list, write_pass, write_schedule
-from .snapshots import (Seed, check_disk, newest_valid_snapshot, quarantine, seed_snapshot, snapshot_files, trained_to)
+from .snapshots import (Seed, check_disk, check_snapshot, newest_valid_snapshot, quarantine, seed_snapshot,
+                        snapshot_files, trained_to)
 from .sources import (RunValues, Sources, batch_of, config_of, old_skip_wiring, resolve_sources, run_copies,
                       seed_from_model)
 from .supervisor import DEFAULT_DIVERGE_FACTOR, Guard, run_caffe
@@ -295,6 +296,7 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[RunRecord, int, P
     rec.batch_size = feed.batch
     rec.iter_size = max(1, run_sol.iter_size)
     rec.solver_type = run_sol.type
+    rec.recipe = src.recipe.to_dict() if src.recipe is not None else _file_recipe(run_sol)
     rec.random_seed = int(run_sol.random_seed)
     rec.sources = src.described()
     rec.data = {
@@ -332,6 +334,32 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[RunRecord, int, P
     return rec, start, state
 
 
+def _file_recipe(sol) -> dict:
+    """What a given solver file's own learning-rate fields are (the record's ``recipe``)."""
+    d = {"name": "solver file", "base_lr": float(sol.base_lr), "lr_policy": sol.lr_policy}
+    if sol.lr_policy == "multistep":
+        d["steps"], d["gamma"] = [int(v) for v in sol.stepvalue], float(sol.gamma)
+    elif sol.lr_policy != "fixed":
+        d["gamma"] = float(sol.gamma)
+    return d
+
+
+def _already_trained(layout: RunLayout, iters: int) -> int | None:
+    """The iteration of a complete snapshot pair at or beyond ``iters`` in an existing run
+    (None: none), checked without writing anything (a no-op leaves the run as it is)."""
+    deploy = layout.deploy
+    if not deploy.is_file():
+        return None
+    shapes = None
+    for it, pair in sorted(snapshot_files(layout.snapshots).items(), reverse=True):
+        if it < iters or "state" not in pair:
+            continue
+        shapes = shapes if shapes is not None else param_shapes(deploy)
+        if check_snapshot(pair["state"], pair.get("model"), it, shapes) is None:
+            return it
+    return None
+
+
 @dataclass
 class TrainFiles:
     """Files to train from instead of the repository's (``--solver``, ``--data``, ``--val``,
@@ -357,6 +385,7 @@ class SessionOptions:
     shuffle_seed: int | None = None       # seed of the epoch-wise shard order (default: the solver's)
     blas_core: str | None = None          # OPENBLAS_CORETYPE for caffe; "auto": OpenBLAS detects the CPU
     moment_batches: int = moments.BATCHES  # FROM_MODEL: batches that estimate Adam's moments (0: zero)
+    recipe: "recipes.Recipe | None" = None   # RECIPE= / LR*= (None: the run's own, else the default)
 
 
 def train(net: str | None, task: str | None, *, iters: int | None = None, run: str | None = None,
@@ -393,6 +422,17 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
         iters = old.max_iter if old else int(src.parsed()[0].max_iter)
     if iters < 1:
         raise UserError(f"ITERS={iters}: expected a positive number of iterations")
+    if src.rendered:
+        src.recipe = recipes.for_run(opts.recipe, old.recipe if old else None, old is not None, int(iters),
+                                     paths.rel(run_dir))
+    elif opts.recipe is not None:
+        raise UserError(f"RECIPE={opts.recipe.name}: the run's solver is the file {paths.rel(src.solver)}; "
+                        f"its own base_lr/lr_policy apply (set them there, or drop --solver)")
+    if old is not None and from_model is None:
+        done_at = _already_trained(layout, int(iters))
+        if done_at is not None:
+            print(f"{paths.rel(run_dir)}: already trained to iteration {done_at} (ITERS={iters}); nothing to do")
+            return old.to_dict()
     env = dict(os.environ)   # caffe's environment, recorded per session
     blas_core = opts.blas_core
     if blas_core is not None:
@@ -505,7 +545,8 @@ def cmd_train(args) -> int:
                  files=TrainFiles(args.solver, args.data, args.val, args.deploy),
                  options=SessionOptions(args.snapshot_every, args.display, args.mode,
                                         args.time_limit * 60 if args.time_limit else None, args.diverge_factor,
-                                        not args.no_progress, args.shuffle_seed, args.blas_core, args.moment_batches))
+                                        not args.no_progress, args.shuffle_seed, args.blas_core, args.moment_batches,
+                                        recipes.select(args.recipe, args.lr, args.lr_steps, args.lr_gamma)))
     return 0 if info["status"] in ("done", "stopped") else 1
 
 
@@ -554,5 +595,10 @@ def register(subparsers) -> None:
     p.add_argument("--moment-batches", type=int, default=moments.BATCHES, metavar="N",
                    help=f"with --from-model: training batches whose gradients estimate Adam's moments "
                         f"(default {moments.BATCHES}; 0: the moments restart from zero)")
+    p.add_argument("--recipe", help=f"learning-rate recipe of a new run: {', '.join(recipes.RECIPES)} "
+                                    f"(default {recipes.DEFAULT}; docs/recipe.md); a run resumes with its own")
+    p.add_argument("--lr", help="base learning rate (changes the recipe into 'custom')")
+    p.add_argument("--lr-steps", help="iterations at which the rate is multiplied by --lr-gamma, comma-separated")
+    p.add_argument("--lr-gamma", help="factor at each of --lr-steps (default 0.1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)

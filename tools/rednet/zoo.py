@@ -79,10 +79,15 @@ def read_card(folder: Path) -> dict:
     return card
 
 
-def write_card(folder: Path, card: dict, body: str) -> None:
+def card_text(card: dict, body: str) -> str:
+    """A card file's text: the front matter (YAML) and the body."""
     import yaml
     front = yaml.safe_dump(card, sort_keys=False, allow_unicode=True, width=100)
-    atomic_write_text(Path(folder) / CARD, f"---\n{front}---\n{body}")
+    return f"---\n{front}---\n{body}"
+
+
+def write_card(folder: Path, card: dict, body: str) -> None:
+    atomic_write_text(Path(folder) / CARD, card_text(card, body))
 
 
 def card_body(folder: Path) -> str:
@@ -95,6 +100,51 @@ def folders(root: Path = ZOO) -> list[Path]:
     return sorted(p.parent for p in Path(root).glob(f"*/{CARD}")) if Path(root).is_dir() else []
 
 
+class ModelIntegrityError(UserError):
+    """A zoo model's weights differ from its card (sha1): never used, never skipped silently."""
+
+
+#: (resolved path, size, mtime) -> sha1 of the weights checked in this process
+_CHECKED: dict[tuple, str] = {}
+
+
+def sha1_cached(path: Path) -> str:
+    """The sha1 of ``path``, computed once per process for each (size, mtime) of the file."""
+    st = Path(path).stat()
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _CHECKED:
+        _CHECKED[key] = sha1_file(path)
+    return _CHECKED[key]
+
+
+def checked_card(folder: Path) -> dict:
+    """The card of zoo folder ``folder`` after checking its weights' sha1 against it (once per
+    process while the file is unchanged): what every reader of a zoo model uses."""
+    card = read_card(folder)
+    weights = Path(folder) / card["caffemodel"]
+    if not weights.is_file():
+        raise UserError(f"{rel(weights)}: missing (named by {rel(Path(folder) / CARD)})")
+    got = sha1_cached(weights)
+    if got != card["sha1"]:
+        raise ModelIntegrityError(f"{rel(weights)}: sha1 {got} differs from its card's {card['sha1']} "
+                                  f"(a damaged or replaced file); restore it with git checkout -- {rel(weights)}")
+    return card
+
+
+def identify(weights: Path, roots: tuple = ()) -> tuple[Path, dict] | None:
+    """The zoo folder and card whose weights are byte for byte ``weights`` (by sha1), if any."""
+    digest = sha1_cached(weights)
+    for root in roots or (ZOO, CHECKPOINTS):
+        for folder in folders(root):
+            try:
+                card = read_card(folder)
+            except UserError:
+                continue
+            if card.get("sha1") == digest:
+                return folder, card
+    return None
+
+
 def verify(folder: Path) -> dict:
     """The card of ``folder`` after checking its files: the caffemodel's sha1, the deploy net,
     and every weight blob's shape against the deploy net's (without loading Caffe)."""
@@ -104,9 +154,9 @@ def verify(folder: Path) -> dict:
     for p in (weights, deploy):
         if not p.is_file():
             raise UserError(f"{rel(p)}: missing (named by {rel(Path(folder) / CARD)})")
-    got = sha1_file(weights)
+    got = sha1_cached(weights)
     if got != card["sha1"]:
-        raise UserError(f"{rel(weights)}: sha1 {got} differs from the card's {card['sha1']}")
+        raise ModelIntegrityError(f"{rel(weights)}: sha1 {got} differs from the card's {card['sha1']}")
     stored = caffemodel_shapes(weights)
     want = dict(param_shapes(deploy))
     if set(stored) != set(want):
@@ -454,25 +504,41 @@ def _cells_section(card: dict) -> str:
 
 
 # --------------------------------------------------------------------------- cells from results
-def cells(results: Path, root: Path = ZOO) -> dict[str, int]:
-    """Write into every card the table cells that ``results/per_image/`` holds for its weights."""
+#: the range a real cell can have; anything else (a corrupted model, a broken image) is refused
+PSNR_RANGE, SSIM_RANGE = (0.0, 100.0), (-1.0, 1.0)
+
+
+def _checked_mean(rows: list, key: str, lo_hi: tuple, meta) -> float:
+    import math
+    v = sum(float(r[key]) for r in rows) / len(rows)
+    lo, hi = lo_hi
+    if not (math.isfinite(v) and lo <= v <= hi):
+        raise UserError(f"{rel(meta)}: {key.upper()} {v:.2f} is not a real cell (expected {lo:g} to {hi:g}); "
+                        f"nothing is written into the cards (check the model with make zoo-verify)")
+    return v
+
+
+def card_cells(results: Path, root: Path = ZOO) -> list[tuple[Path, dict, str]]:
+    """``(folder, card, card text)`` of every card under ``root`` with the table cells that
+    ``results/per_image/`` holds for its weights (nothing written; a non-finite or absurd
+    cell is refused)."""
     from .tables import read_cell, read_paper
     paper = read_paper()
     records = []
     for meta in sorted((Path(results) / "per_image").glob("*.json")):
         cell = read_cell(meta)
         if cell is not None and "weights" in cell[0]:
-            records.append(cell)
-    counts = {}
+            records.append((meta, *cell))
+    out = []
     for folder in folders(root):
         card = read_card(folder)
         digest = sha256_file(folder / card["caffemodel"])
         mine = []
-        for rec, rows in records:
+        for meta, rec, rows in records:
             if rec["weights"]["sha256"] != digest:
                 continue
-            psnr = sum(float(r["psnr"]) for r in rows) / len(rows)
-            ssim = sum(float(r["ssim"]) for r in rows) / len(rows)
+            psnr = _checked_mean(rows, "psnr", PSNR_RANGE, meta)
+            ssim = _checked_mean(rows, "ssim", SSIM_RANGE, meta)
             ds = rec["data"]["dataset"]
             p = paper.get((rec["table"], ds, rec["setting"], rec["method"])) or {}
             mine.append({"table": rec["table"], "dataset": ds, "setting": rec["setting"],
@@ -483,15 +549,22 @@ def cells(results: Path, root: Path = ZOO) -> dict[str, int]:
         card["cells"] = sorted(mine, key=lambda c: (c["table"], c["dataset"], c["setting"]))
         body = card_body(folder)
         head = body[:body.index("## Cells")] if "## Cells" in body else body + "\n"
-        write_card(folder, card, head + _cells_section(card))
-        counts[card["name"]] = len(mine)
-    return counts
+        out.append((folder, card, card_text(card, head + _cells_section(card))))
+    return out
 
 
-def ensemble_gain(ensemble: Path, single: Path, dest: Path) -> list[dict]:
+def cells(results: Path, root: Path = ZOO) -> dict[str, int]:
+    """Write into every card the table cells that ``results/per_image/`` holds for its weights."""
+    staged = card_cells(results, root)
+    for folder, _, text in staged:
+        atomic_write_text(Path(folder) / CARD, text)
+    return {card["name"]: len(card["cells"]) for _, card, _ in staged}
+
+
+def gain_texts(ensemble: Path, single: Path) -> tuple[list[dict], str, str]:
     """The 8-orientation ensemble's gain per RED cell that both results folders hold (the
-    tables with and without it; `make zoo-results` measures the 14 images and Set5), written
-    to ``dest``.csv and ``dest``.md."""
+    tables with and without it; `make zoo-results` measures the 14 images and Set5):
+    ``(rows, csv text, markdown text)``."""
     import csv
     import io
 
@@ -505,8 +578,8 @@ def ensemble_gain(ensemble: Path, single: Path, dest: Path) -> list[dict]:
                 continue
             rec, rows = cell
             key = (rec["table"], rec["data"]["dataset"], rec["setting"], rec["method"], rec["weights"]["sha256"])
-            out[key] = (bool(rec.get("ensemble")), sum(float(r["psnr"]) for r in rows) / len(rows),
-                        sum(float(r["ssim"]) for r in rows) / len(rows), len(rows), rec["weights"]["path"])
+            out[key] = (bool(rec.get("ensemble")), _checked_mean(rows, "psnr", PSNR_RANGE, meta),
+                        _checked_mean(rows, "ssim", SSIM_RANGE, meta), len(rows), rec["weights"]["path"])
         return out
     a, b = cells_of(ensemble), cells_of(single)
     rows = []
@@ -522,7 +595,6 @@ def ensemble_gain(ensemble: Path, single: Path, dest: Path) -> list[dict]:
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    atomic_write_text(Path(f"{dest}.csv"), buf.getvalue())
     md = ["# The 8-orientation self-ensemble's gain, per shipped-model cell", "",
           "Written by `make zoo-results`: the same cells with one forward pass and with the mean of 8 "
           "orientations (the authors' `netforward.m`).", "",
@@ -533,7 +605,14 @@ def ensemble_gain(ensemble: Path, single: Path, dest: Path) -> list[dict]:
            for r in rows]
     if not rows:
         md.append("| (no shipped model covers these sets) | | | | | | | | | |")
-    atomic_write_text(Path(f"{dest}.md"), "\n".join(md) + "\n")
+    return rows, buf.getvalue(), "\n".join(md) + "\n"
+
+
+def ensemble_gain(ensemble: Path, single: Path, dest: Path) -> list[dict]:
+    """:func:`gain_texts` written to ``dest``.csv and ``dest``.md."""
+    rows, csv_text, md_text = gain_texts(ensemble, single)
+    atomic_write_text(Path(f"{dest}.csv"), csv_text)
+    atomic_write_text(Path(f"{dest}.md"), md_text)
     return rows
 
 

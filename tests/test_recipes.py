@@ -1,0 +1,134 @@
+"""rednet.recipes: the learning-rate recipe of a run (RECIPE=, LR=, LR_STEPS=, LR_GAMMA=).
+
+The rendering tests parse the solver with Caffe's own protobuf classes; the run tests train a
+real RED10 preset through `bin/caffe train` on a tiny HDF5 database and read Caffe's log for
+the learning rate it used.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from test_train import ROOT, cli, write_db
+
+pytestmark = pytest.mark.skipif(not (ROOT / ".caffe" / "env").is_file(), reason="Caffe not set up (make setup)")
+
+
+def test_named_recipes_resolve_and_describe():
+    from rednet import recipes
+    assert recipes.DEFAULT == "paper" and recipes.RECIPES["paper"].is_paper()
+    step = recipes.select("step").resolve(10_000)
+    assert step.steps == (8_000,) and step.lr_policy == "multistep"
+    assert step.lr_at(7_999) == pytest.approx(1e-4) and step.lr_at(8_000) == pytest.approx(1e-5)
+    assert step.describe() == "step (lr 1e-4, x0.1 at 8,000)"
+    custom = recipes.select("finetune", steps="51000", gamma="0.3").resolve(52_000)
+    assert custom.to_dict() == {"name": "custom", "base_lr": 1e-5, "lr_policy": "multistep", "steps": [51_000],
+                                "gamma": 0.3, "base": "finetune"}
+    assert recipes.select() is None                       # nothing asked: the run's own, else the default
+
+
+@pytest.mark.parametrize("kw, expect", [
+    ({"name": "cosine"}, "RECIPE='cosine': expected one of paper, step, finetune"),
+    ({"lr": "fast"}, "LR='fast': expected a positive number"),
+    ({"lr": "-1e-4"}, "LR='-1e-4': expected a learning rate between 0 and 1"),
+    ({"steps": "9000,8000"}, "LR_STEPS='9000,8000': expected increasing positive iterations"),
+    ({"steps": "8k"}, "LR_STEPS='8k': expected iterations separated by commas"),
+    ({"gamma": "0.5"}, "LR_GAMMA=0.5: the recipe has no steps to apply it at"),
+])
+def test_bad_recipes_are_one_line_errors(kw, expect):
+    from rednet import recipes
+    from rednet.errors import UserError
+    with pytest.raises(UserError) as e:
+        recipes.select(**kw)
+    assert str(e.value).startswith(expect) and "\n" not in str(e.value)
+
+
+def test_the_paper_recipe_renders_solvers_exactly_and_step_renders_multistep():
+    from rednet import netgen, recipes
+    from rednet.caffeio import parse_prototxt
+    cfg = netgen.PRESETS["red30"]
+    paper = netgen.render_solver(cfg, "sr-mixed", recipe=recipes.RECIPES["paper"])
+    assert paper == netgen.render_solver(cfg, "sr-mixed") == (ROOT / "solvers/red30_sr-mixed.prototxt").read_text()
+    text = netgen.render_solver(cfg, "sr-mixed", max_iter=10_000, recipe=recipes.select("step").resolve(10_000))
+    sol = parse_prototxt(text, "SolverParameter", "step solver")
+    assert (sol.lr_policy, list(sol.stepvalue), sol.gamma, sol.base_lr) == ("multistep", [8_000], pytest.approx(0.1),
+                                                                          pytest.approx(1e-4))
+    assert "# Iteration 8000: from here the rate is 1e-05." in text
+    ft = parse_prototxt(netgen.render_solver(cfg, "sr-mixed", recipe=recipes.RECIPES["finetune"]),
+                        "SolverParameter", "finetune solver")
+    assert (ft.lr_policy, ft.base_lr) == ("fixed", pytest.approx(1e-5))
+
+
+@pytest.fixture
+def tiny_db(tmp_path):
+    return (write_db(tmp_path / "db", seed=0), write_db(tmp_path / "db", rows=(16,), seed=1, name="val"))
+
+
+def _train(tiny_db, runs: Path, *extra):
+    train_list, val_list = tiny_db
+    return cli("train", "--net", "red10", "--task", "denoise-s30", "--run", "r", "--runs-dir", str(runs),
+               "--data", str(train_list), "--val", str(val_list), "--snapshot-every", "2", "--display", "1", "--no-progress", *extra)
+
+
+def _logged_lr(log: Path) -> dict[int, float]:
+    return {int(m.group(1)): float(m.group(2))
+            for m in re.finditer(r"Iteration (\d+), lr = ([0-9.e+-]+)", log.read_text())}
+
+
+def test_a_run_with_a_recipe_records_it_and_caffe_steps_the_rate(tiny_db, tmp_path):
+    """A non-default recipe: the run's solver carries its fields, run.json records it, and
+    Caffe's log shows the rate change at the step (LR_STEPS=3, x0.1)."""
+    runs = tmp_path / "runs"
+    r = _train(tiny_db, runs, "--iters", "4", "--recipe", "step", "--lr-steps", "3")
+    assert r.returncode == 0, r.stderr + r.stdout
+    run = runs / "r"
+    sol = (run / "solver.prototxt").read_text()
+    assert 'lr_policy: "multistep"' in sol and "stepvalue: 3" in sol and "gamma: 0.1" in sol
+    info = json.loads((run / "run.json").read_text())
+    assert info["recipe"] == {"name": "custom", "base_lr": 1e-4, "lr_policy": "multistep", "steps": [3],
+                              "gamma": 0.1, "base": "step"}
+    lr = _logged_lr(run / "train.log")
+    assert lr[2] == pytest.approx(1e-4) and lr[3] == pytest.approx(1e-5), lr
+
+
+def test_resuming_keeps_the_recipe_and_refuses_another(tiny_db, tmp_path):
+    runs = tmp_path / "runs"
+    assert _train(tiny_db, runs, "--iters", "2", "--recipe", "finetune").returncode == 0
+    run = runs / "r"
+    before = (run / "solver.prototxt").read_text(), (run / "run.json").read_text()
+    r = _train(tiny_db, runs, "--iters", "4", "--recipe", "paper")
+    assert r.returncode == 2 and (run / "run.json").read_text() == before[1]
+    assert r.stderr.strip().count("\n") == 0
+    assert "trained with the recipe finetune (lr 1e-5 constant); RECIPE paper (lr 1e-4 constant) would change it" \
+        in r.stderr
+    r = _train(tiny_db, runs, "--iters", "4")              # no RECIPE: the run's own
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert json.loads((run / "run.json").read_text())["recipe"]["name"] == "finetune"
+    assert all(v == pytest.approx(1e-5) for v in _logged_lr(run / "train.log").values())
+
+
+def test_a_run_made_before_recipes_resumes_with_the_papers(tiny_db, tmp_path):
+    """run.json without ``recipe`` (every run before this option): the paper's, and it resumes."""
+    runs = tmp_path / "runs"
+    assert _train(tiny_db, runs, "--iters", "2").returncode == 0
+    rec = runs / "r" / "run.json"
+    info = json.loads(rec.read_text())
+    assert info.pop("recipe")["name"] == "paper"
+    rec.write_text(json.dumps(info, indent=2) + "\n")
+    r = _train(tiny_db, runs, "--iters", "4")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert json.loads(rec.read_text())["iterations_trained"] == 4
+
+
+def test_a_no_op_leaves_the_run_as_it_is(tiny_db, tmp_path):
+    """ITERS=1 on a run already at 2: 'nothing to do', and its solver and run.json unchanged."""
+    runs = tmp_path / "runs"
+    assert _train(tiny_db, runs, "--iters", "2").returncode == 0
+    run = runs / "r"
+    files = {p: p.read_bytes() for p in (run / "solver.prototxt", run / "run.json")}
+    r = _train(tiny_db, runs, "--iters", "1")
+    assert r.returncode == 0 and "nothing to do" in r.stdout, r.stderr + r.stdout
+    assert {p: p.read_bytes() for p in files} == files
