@@ -20,7 +20,8 @@ TRAIN_ARGS = $(if $(NET),--net $(call q,$(NET))) $(if $(TASK),--task $(call q,$(
              $(if $(BLAS_CORE),--blas-core $(call q,$(BLAS_CORE))) $(if $(FROM_MODEL),--from-model $(call q,$(FROM_MODEL))) \
              $(if $(MOMENT_BATCHES),--moment-batches $(call q,$(MOMENT_BATCHES))) \
              $(if $(RECIPE),--recipe $(call q,$(RECIPE))) $(if $(LR),--lr $(call q,$(LR))) \
-             $(if $(LR_STEPS),--lr-steps $(call q,$(LR_STEPS))) $(if $(LR_GAMMA),--lr-gamma $(call q,$(LR_GAMMA)))
+             $(if $(LR_STEPS),--lr-steps $(call q,$(LR_STEPS))) $(if $(LR_GAMMA),--lr-gamma $(call q,$(LR_GAMMA))) \
+             $(if $(filter 1 yes true,$(NO_BUILD)),--no-build)
 
 .PHONY: train curves bench demo
 

@@ -210,3 +210,216 @@ def test_every_make_variable_reaches_the_command_as_one_word(target, tmp_path):
             assert calls and want.split() == calls[0][-len(want.split()):], (calls, r.stderr)
         else:
             assert any(want in w for w in words), (target, var, calls, r.stderr)
+
+
+# --------------------------------------------------------------------------- 4. a changed database
+def _tiny_run(db: Path, runs: Path, iters: int):
+    from test_train import cli as train_cli
+    return train_cli("train", "--net", "red10", "--task", "denoise-s30", "--run", "r", "--runs-dir", str(runs),
+                     "--data", str(db / "train.txt"), "--val", str(db / "val.txt"), "--iters", str(iters),
+                     "--snapshot-every", "2", "--no-progress")
+
+
+@pytest.mark.datasets
+def test_resuming_on_a_rebuilt_database_is_refused(tmp_path, datasets_dir):
+    """The issue's case: the database rebuilt with SEED=7 under the same names."""
+    db, runs = tmp_path / "db", tmp_path / "runs"
+    build = ["data", "--task", "denoise-s30", "--out", str(db), "--datasets", str(datasets_dir), "--max-images", "1",
+             "--max-patches", "40", "--noise-repeats", "1", "--quiet", "--workers", "1"]
+    assert cli(*build).returncode == 0
+    r = _tiny_run(db, runs, 2)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert json.loads((runs / "r" / "run.json").read_text())["config"]["train_db_sha256"].startswith("config.json:")
+    assert cli(*build, "--seed", "7").returncode == 0
+    before = (runs / "r" / "run.json").read_text()
+    r = _tiny_run(db, runs, 4)
+    one_error_line(r, "holds other patches than when the run began", "train_db_sha256 differs")
+    assert (runs / "r" / "run.json").read_text() == before
+
+
+def test_a_list_of_hand_made_shards_is_fingerprinted_by_content(tmp_path):
+    from test_train import write_db
+    runs = tmp_path / "runs"
+    train_list = write_db(tmp_path / "db", seed=0)
+    write_db(tmp_path / "db", rows=(16,), seed=1, name="val")
+    r = _tiny_run(tmp_path / "db", runs, 2)
+    assert r.returncode == 0, r.stderr + r.stdout
+    write_db(tmp_path / "db", seed=5)                   # the same names, other patches
+    assert train_list.read_text() == (tmp_path / "db" / "train.txt").read_text()
+    one_error_line(_tiny_run(tmp_path / "db", runs, 4), "holds other patches than when the run began")
+
+
+# --------------------------------------------------------------------------- 8. disk reserves said
+def test_the_snapshot_check_says_its_reserve_and_its_number_is_its_threshold():
+    from rednet.errors import UserError
+    from rednet.snapshots import DISK_RESERVE, check_disk, disk_need
+    need, what = disk_need(300_000, 2, 5)
+    assert f"a {DISK_RESERVE >> 20} MiB reserve" in what
+    check_disk(Path("/tmp"), 300_000, 2, 5, free=need)
+    with pytest.raises(UserError, match=f"needs about {need / 2**20:.0f} MiB .*{DISK_RESERVE >> 20} MiB reserve"):
+        check_disk(Path("/tmp"), 300_000, 2, 5, free=need - 1)
+
+
+def test_the_database_check_says_its_reserve(tmp_path, datasets_dir):
+    from test_faults import _tmpfs
+    with _tmpfs(tmp_path / "small", "40m") as m:
+        r = cli("data", "--task", "denoise-s30", "--out", str(m / "db"), "--datasets", str(datasets_dir),
+                "--max-images", "3", "--stride", "25", "--workers", "1", "--quiet")
+        one_error_line(r, "the database needs", "64 MiB reserve", "but only")
+
+
+def test_after_a_full_disk_the_printed_resume_works_once_the_stated_room_is_free(tmp_path):
+    """Training stops on a disk filled beside it; its message says how much resuming needs; with
+    exactly that much free, the command it prints trains to the end."""
+    import re
+    import time
+
+    from test_faults import _tmpfs
+    from test_train import train_args, write_toy
+    toy = write_toy(tmp_path / "toy", max_iter=400, snapshot=20)
+    with _tmpfs(tmp_path / "disk", "60m") as disk:
+        runs = disk / "runs"
+        args = train_args(toy, runs, "full", "--iters", "400")
+        from test_faults import PY
+        p = subprocess.Popen([PY, "-m", "rednet", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+        t0 = time.time()
+        while not list((runs / "full" / "snapshots").glob("*_iter_20.caffemodel")) and time.time() - t0 < 60:
+            time.sleep(0.05)
+        filler = disk / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)   # fill the disk to the last byte
+        for block in (1 << 20, 4096, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * block)
+            except OSError:
+                pass
+        os.close(fd)
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 2, (out, err)
+        m = re.search(r"resuming needs about (\d+) MiB free.*then resume with: bin/python -m rednet (.*) "
+                      r"\(or the same command again\)", err)
+        assert m and "reserve included" in err, err
+        need = int(m.group(1)) + 1
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        os.truncate(filler, max(0, filler.stat().st_size - (need * 2**20 - free)))
+        import shlex
+        r = cli(*shlex.split(m.group(2)))                  # the command as printed
+        assert r.returncode == 0, r.stderr + r.stdout
+        assert json.loads((runs / "full" / "run.json").read_text())["iterations_trained"] == 400
+
+
+# --------------------------------------------------------------------------- 9. depth and alpha kept
+def _restore(src: Path, dst: Path, *task) -> subprocess.CompletedProcess:
+    return cli("restore", *(task or ("--task", "denoise", "--sigma", "30")), "--no-ensemble", str(src), str(dst))
+
+
+def test_a_16_bit_image_is_restored_at_16_bits(tmp_path):
+    import cv2
+    rng = np.random.default_rng(1)
+    clean = (np.add.outer(np.arange(40), np.arange(40)) * 700).astype(np.uint16)
+    noisy = np.clip(clean + rng.normal(0, 30 * 257, clean.shape), 0, 65535).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "in16.png"), noisy)
+    r = _restore(tmp_path / "in16.png", tmp_path / "out.png")
+    assert r.returncode == 0, r.stderr
+    out = cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED)
+    assert out.dtype == np.uint16 and out.shape == clean.shape
+    assert len(np.unique(out % 257)) > 1            # not 8-bit values scaled up
+    err_in, err_out = (np.abs(a.astype(float) - clean).mean() for a in (noisy, out))
+    assert err_out < 0.6 * err_in, (err_in, err_out)
+    r = _restore(tmp_path / "in16.png", tmp_path / "out.jpg")
+    assert r.returncode == 0 and "written without 16 bits (.jpg holds 8)" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("kind", ["gray", "rgb"])
+def test_the_alpha_channel_is_passed_through(tmp_path, kind):
+    import cv2
+    rng = np.random.default_rng(2)
+    alpha = (np.arange(36 * 36).reshape(36, 36) % 251).astype(np.uint8)
+    base = rng.integers(0, 256, (36, 36), dtype=np.uint8)
+    bgra = np.dstack([base, base, base, alpha]) if kind == "gray" else \
+        np.dstack([base, np.roll(base, 3, 0), np.roll(base, 5, 1), alpha])
+    cv2.imwrite(str(tmp_path / "in.png"), bgra)
+    task = ("--task", "denoise", "--sigma", "30") + (("--per-channel",) if kind == "rgb" else ())
+    r = _restore(tmp_path / "in.png", tmp_path / "out.png", *task)
+    assert r.returncode == 0, r.stderr
+    out = cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED)
+    assert out.shape == (36, 36, 4) and np.array_equal(out[..., 3], alpha)
+    r = _restore(tmp_path / "in.png", tmp_path / "sr.png", "--task", "sr", "--scale", "3")
+    if kind == "gray":
+        assert r.returncode == 0, r.stderr
+        sr = cv2.imread(str(tmp_path / "sr.png"), cv2.IMREAD_UNCHANGED)
+        assert sr.shape == (108, 108, 4) and abs(float(sr[..., 3].mean()) - float(alpha.mean())) < 3
+
+
+# --------------------------------------------------------------------------- smaller ones
+def test_a_killed_training_session_is_closed_as_killed_on_resume(tmp_path):
+    """`rednet train` and caffe killed together (SIGKILL to the group: a machine's session
+    ending): run.json is left with an open session; the next session closes it as killed."""
+    import signal
+    import time
+
+    from test_faults import PY
+    from test_train import train_args, write_toy
+    toy = write_toy(tmp_path / "toy", max_iter=400, snapshot=20)
+    runs = tmp_path / "runs"
+    args = train_args(toy, runs, "k")
+    p = subprocess.Popen([PY, "-m", "rednet", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         env=dict(os.environ, OPENBLAS_NUM_THREADS="1"), start_new_session=True)
+    t0 = time.time()
+    while not list((runs / "k" / "snapshots").glob("*_iter_20.solverstate")) and time.time() - t0 < 60:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    info = json.loads((runs / "k" / "run.json").read_text())
+    assert info["sessions"][-1].get("outcome") is None and info["status"] == "running"
+    r = cli(*args, "--iters", "60")
+    assert r.returncode == 0, r.stderr + r.stdout
+    first, second = json.loads((runs / "k" / "run.json").read_text())["sessions"]
+    assert first["outcome"] == "killed" and first["ended"] and first["end_iter"] == second["start_iter"] >= 20
+    assert second["outcome"] == "done"
+
+
+def test_zoo_verify_names_every_bad_model(tmp_path, monkeypatch, capsys):
+    from rednet import zoo
+    from rednet.__main__ import main
+    models = tmp_path / "models"
+    for name in ("red10_denoise-s30", "red10_sr-x3"):
+        shutil.copytree(ROOT / "models" / name, models / name)
+        w = models / name / f"{name}.caffemodel"
+        w.write_bytes(w.read_bytes()[:-1] + b"\x01")
+    monkeypatch.setattr(zoo, "ZOO", models)
+    monkeypatch.setattr(zoo.folders, "__defaults__", (models,))
+    rc = main(["zoo", "verify"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("FAILED ") == 2
+    assert "error: 2 of 2 models failed verification" in err
+
+
+@pytest.mark.datasets
+def test_a_card_exported_outside_the_repository_does_not_claim_to_be_in_it(tmp_path, datasets_dir):
+    from test_train import train_args, write_toy
+    toy = write_toy(tmp_path / "toy", max_iter=4, snapshot=2)
+    runs = tmp_path / "runs"
+    assert cli(*train_args(toy, runs, "e")).returncode == 0
+    r = cli("zoo", "export", "--run", str(runs / "e"), "--root", str(tmp_path / "zoo"), "--datasets", str(datasets_dir))
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "zoo" / "e" / "readme.md").read_text()
+    assert "(in this repository)" not in text and "(beside this card)" in text
+
+
+def test_tiles_smaller_than_the_receptive_radius_are_refused(tmp_path):
+    img = _noisy_png(tmp_path / "in.png")
+    r = cli("restore", "--task", "denoise", "--sigma", "30", "--tile", "1", str(img), str(tmp_path / "o.png"))
+    one_error_line(r, "--tile 1: smaller than the net's receptive radius (10 px)")
+
+
+def test_a_mixed_model_restores_any_level_within_its_span(tmp_path):
+    img = _noisy_png(tmp_path / "in.png")
+    mixed = str(ROOT / "models" / "red30_denoise-mixed")
+    r = cli("restore", "--task", "denoise", "--sigma", "15", "--model", mixed, "--no-ensemble", str(img),
+            str(tmp_path / "o.png"))
+    assert r.returncode == 0 and "red30 denoise-mixed" in r.stdout, r.stderr
+    r = cli("restore", "--task", "denoise", "--sigma", "90", "--model", mixed, str(img), str(tmp_path / "p.png"))
+    one_error_line(r, "trained for denoise-mixed, not for denoise-s90 (its levels span 10 to 70)")

@@ -413,9 +413,10 @@ def _toy_reading_db(toy: dict, db: Path) -> dict:
     return dict(toy, data=None, val=None)
 
 
-def test_train_builds_a_missing_database_with_the_defaults(toy, tmp_path, monkeypatch):
+def test_train_builds_a_missing_database_with_the_defaults(toy, tmp_path, monkeypatch, datasets_dir, capsys):
     """`rednet train` without the database of its task builds it: ``patches.build_db(task)``,
-    the default (paper-scale) configuration, into data/db/<task>/."""
+    the default (paper-scale) configuration, into data/db/<task>/, after saying what it builds;
+    with --no-build it refuses, naming the same size."""
     from rednet import patches, paths, sources
     monkeypatch.setattr(paths, "DB", tmp_path / "db")
     db = tmp_path / "db" / "denoise-s30"
@@ -427,9 +428,15 @@ def test_train_builds_a_missing_database_with_the_defaults(toy, tmp_path, monkey
         write_db(db, seed=0)
         return write_db(db, rows=(12,), seed=1, name="val")
     monkeypatch.setattr(patches, "build_db", build_db)
+    from rednet.errors import UserError
+    with pytest.raises(UserError, match=r"training database not found; `make data TASK=denoise-s30` builds it "
+                                        r"\(\d{3},\d{3} training patches from 300 images, [0-9.]+ GB on a disk"):
+        sources.resolve_sources("toy", "denoise-s30", solver=t["solver"], deploy=t["deploy"], build=False)
+    assert calls == []
     src = sources.resolve_sources("toy", "denoise-s30", solver=t["solver"], deploy=t["deploy"])
     assert calls == [("denoise-s30", (), {})]
     assert src.train_list == db / "train.txt" and src.val_list == db / "val.txt"
+    assert "no database yet; building it first (" in capsys.readouterr().out
 
 
 def test_train_uses_an_existing_database_as_built(toy, tmp_path, monkeypatch, datasets_dir):

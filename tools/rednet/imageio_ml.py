@@ -97,6 +97,17 @@ def imread(path: os.PathLike | str) -> np.ndarray:
     raise UserError(f"{path}: unsupported image mode {mode!r} (expected gray, RGB, palette, 16-bit or 1-bit)")
 
 
+def alpha_of(path: os.PathLike | str) -> np.ndarray | None:
+    """The alpha channel of an image file at its own depth (uint8 or uint16 H x W), or None
+    when it has none (MATLAB returns it as imread's third output; the restore command passes it
+    through)."""
+    import cv2
+    a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if a is None or a.ndim != 3 or a.shape[2] != 4:
+        return None
+    return np.ascontiguousarray(a[..., 3])
+
+
 def palette_of(path: os.PathLike | str) -> np.ndarray:
     """The colour map of a palette image as uint8 Kx3 (MATLAB's ``map`` times 255)."""
     im = _open(Path(path))

@@ -405,7 +405,11 @@ def make_plan(cfg: Config, out_dir: Path, shapes: dict | None = None) -> Plan:
     return Plan(cfg, out_dir, files, rows, shards)
 
 
-def _fmt_bytes(n: float) -> str:
+#: kept free on the database's disk beyond the shards (said in the message)
+DISK_RESERVE = 64 << 20
+
+
+def fmt_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
@@ -435,8 +439,8 @@ def preview(task, out_dir=None, *, datasets=None, stride=None, noise_repeats=Non
         for s in plan.rows:
             d = info[s]
             print(f"  {s:5s}: {d['patches']:,} patches from {d['images']} images in {d['shards']} "
-                  f"shards, {_fmt_bytes(d['bytes'])}")
-        print(f"  total: {_fmt_bytes(info['bytes'])} (free on disk: {_fmt_bytes(info['free_bytes'])})")
+                  f"shards, {fmt_bytes(d['bytes'])}")
+        print(f"  total: {fmt_bytes(info['bytes'])} (free on disk: {fmt_bytes(info['free_bytes'])})")
     return info
 
 
@@ -569,9 +573,11 @@ def _build(plan: Plan, fp: dict, workers: int, progress: bool) -> Path:
 
     need = sum(len(r) for s in todo for _, r, _ in todo[s]) * 2 * cfg.patch ** 2 * 4
     free = _free_bytes(out)
-    if need * 1.02 + (64 << 20) > free:
-        raise UserError(f"{paths.rel(out)}: the database needs {_fmt_bytes(need)} but only "
-                        f"{_fmt_bytes(free)} is free on that disk")
+    total = need * 1.02 + DISK_RESERVE
+    if total > free:
+        raise UserError(f"{paths.rel(out)}: the database needs {fmt_bytes(total)} free on its disk "
+                        f"({fmt_bytes(need)} of shards, 2 % for HDF5's own bookkeeping and a "
+                        f"{DISK_RESERVE >> 20} MiB reserve), but only {fmt_bytes(free)} is free")
 
     # read and prepare the sources (in parallel), then write the missing shards (in parallel)
     state = {"cfg": cfg, "sources": {}, "digest": digest}
@@ -708,7 +714,7 @@ def _cmd(args) -> int:
         info = bench(out, task=task, workers=args.workers, progress=not args.quiet, **kw)
         print(json.dumps(info))
         print(f"bench-data: {info['patches']:,} patches in {info['seconds']} s = "
-              f"{info['patches_per_s']:,} patches/s; {_fmt_bytes(info['bytes_written'])} written; "
+              f"{info['patches_per_s']:,} patches/s; {fmt_bytes(info['bytes_written'])} written; "
               f"peak RSS {info['peak_rss_self_mb']} MB (main), {info['peak_rss_child_mb']} MB "
               f"(largest worker); {info['workers']} workers; load average {info['load_avg'][0]:.2f}")
         return 0

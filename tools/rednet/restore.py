@@ -113,6 +113,18 @@ def size_factor(deploy: Path) -> int:
 # the code that imports them from restore)
 
 
+def covers(trained: Task, task: Task) -> bool:
+    """A model trained for ``trained`` restores ``task``: the same kind, and the level one of
+    its own, or for a model of several levels (the mixed ones) any level between its lowest
+    and highest (a RED-Net is not told the level: sigma 15 lies within what sigma 10-70 taught)."""
+    if trained.kind != task.kind:
+        return False
+    level = task.levels[0]
+    if len(trained.levels) > 1:
+        return min(trained.levels) <= level <= max(trained.levels)
+    return level in trained.levels
+
+
 def find_model(model: str | None, task: Task, net: str | None = None,
                deploy: str | None = None) -> ModelSpec:
     """Resolve ``--model`` (file, run folder, or None = search) for ``task``; refuse a model
@@ -121,8 +133,7 @@ def find_model(model: str | None, task: Task, net: str | None = None,
         spec = models.pick_model(task.name, net)
         if spec is None:
             mixed = mixed_task(task.kind)
-            level_ok = task.levels[0] in TASKS[mixed].levels
-            spec = models.pick_model(mixed, net) if level_ok else None
+            spec = models.pick_model(mixed, net) if covers(TASKS[mixed], task) else None
         if spec is None:
             raise UserError(f"no model for task {task.name}" + (f" and net {net}" if net else "")
                             + f": none in {rel(models.MODELS)}/ (the zoo) or in "
@@ -145,8 +156,10 @@ def find_model(model: str | None, task: Task, net: str | None = None,
         raise UserError(f"{rel(spec.deploy)}: deploy net not found (run 'make nets')")
     if spec.task:
         trained = get_task(spec.task)
-        if trained.kind != task.kind or task.levels[0] not in trained.levels:
-            raise UserError(f"--model {model}: trained for {spec.task}, not for {task.name}")
+        if not covers(trained, task):
+            span = (f" (its levels span {min(trained.levels):g} to {max(trained.levels):g})"
+                    if trained.kind == task.kind and len(trained.levels) > 1 else "")
+            raise UserError(f"--model {model}: trained for {spec.task}, not for {task.name}{span}")
     else:
         print(f"note: nothing says what {model} was trained for (no card or run.json beside it, and it is "
               f"no zoo model's copy): its output is right only if it was trained for {task.name}")
@@ -232,6 +245,11 @@ class Restorer:
         self.channels = int(self.net.blobs[self.input].shape[1])
         self.radius = receptive_radius(self.deploy)
         self.factor = size_factor(self.deploy)
+        if tile and self.radius and tile < self.radius:
+            blowup = ((tile + 2 * self.radius) / tile) ** 2
+            raise UserError(f"--tile {tile}: smaller than the net's receptive radius ({self.radius} px), so every "
+                            f"tile computes {blowup:.0f}x its own pixels; expected 0 (never tile) or at least "
+                            f"{self.radius}")
         self.tile = tile
         self.batch = None if batch is None else int(batch)
         self.max_memory_mb = max_memory_mb
@@ -476,28 +494,72 @@ def read_image(path: os.PathLike | str) -> np.ndarray:
     return load_image(path)
 
 
+def read_user_image(path: os.PathLike | str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(pixels, alpha or None) of one's own image as ``restore`` keeps it: a 16-bit file stays
+    uint16 (restored at 16 bits), any other is :func:`read_image`'s uint8; the alpha channel
+    at its own depth, passed through."""
+    from .imageio_ml import alpha_of, imread
+    raw = imread(path)
+    img = np.ascontiguousarray(raw) if raw.dtype == np.uint16 else read_image(path)
+    return img, alpha_of(path)
+
+
+def unit(img: np.ndarray) -> np.ndarray:
+    """uint8 or uint16 pixels as float64 in [0, 1]."""
+    return img.astype(np.float64) / (65535.0 if img.dtype == np.uint16 else 255.0)
+
+
+def quantize(x: np.ndarray, dtype) -> np.ndarray:
+    """[0, 1] floats back to ``dtype``: MATLAB ``im2uint8`` or ``im2uint16`` (clipped, rounded)."""
+    if np.dtype(dtype) == np.uint16:
+        return np.floor(np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)
+    return matlab.im2uint8(np.clip(x, 0.0, 1.0))
+
+
 def is_gray(img: np.ndarray) -> bool:
     """2-D, or RGB with three equal channels."""
     return img.ndim == 2 or (img.ndim == 3 and np.array_equal(img[..., 0], img[..., 1])
                              and np.array_equal(img[..., 0], img[..., 2]))
 
 
-def write_image(path: os.PathLike | str, img: np.ndarray) -> None:
-    """Write uint8 ``img`` atomically (format from the suffix)."""
+#: formats that keep 16 bits and an alpha channel (written by OpenCV); others get 8 bits, no alpha
+DEEP_SUFFIXES = (".png", ".tif", ".tiff")
+
+
+def write_image(path: os.PathLike | str, img: np.ndarray, alpha: np.ndarray | None = None) -> list[str]:
+    """Write ``img`` (uint8 or uint16, gray or RGB) and its ``alpha`` atomically (format from
+    the suffix); returns what the format could not keep (said by the command)."""
     from PIL import Image
     path = Path(path)
+    lost = []
+    deep = path.suffix.lower() in DEEP_SUFFIXES
+    if img.dtype == np.uint16 and not deep:
+        img, lost = matlab.im2uint8(img), lost + [f"16 bits ({path.suffix} holds 8)"]
+    if alpha is not None and not deep:
+        alpha, lost = None, lost + [f"the alpha channel ({path.suffix} has none)"]
     try:
         with atomic_path(path) as tmp:
-            Image.fromarray(img).save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
+            if img.dtype == np.uint8 and alpha is None:
+                Image.fromarray(img).save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
+            else:
+                import cv2
+                a = img if img.ndim == 2 else img[..., ::-1]            # OpenCV's order: BGR
+                if alpha is not None:
+                    if alpha.dtype != img.dtype:                           # alpha at the image's depth
+                        alpha = quantize(unit(alpha), img.dtype)
+                    a = np.dstack([np.dstack([a] * 3) if a.ndim == 2 else a, alpha])
+                if not cv2.imwrite(str(tmp), np.ascontiguousarray(a)):
+                    raise OSError(errno.EIO, "OpenCV could not write the image", str(path))
     except OSError as e:             # the temporary file is removed: nothing is left there
         full = e.errno in (errno.ENOSPC, errno.EDQUOT)
         raise UserError(f"{path}: {'disk full' if full else 'cannot write there'} ({e.strerror or e}); nothing "
                         f"written there: {'free space and run again' if full else 'choose another OUT='}") from None
+    return lost
 
 
 def restore_array(restorer: Restorer, img: np.ndarray, task: Task, level: float,
                   ensemble: bool = True, per_channel: bool = False, name: str = "image") -> np.ndarray:
-    """Restore one uint8 image as the command does; returns uint8.
+    """Restore one uint8 (or uint16) image as the command does; returns the same type.
 
     - denoise: the image (the noisy one) / 255 through the net. A gray net refuses an RGB
       image unless ``per_channel`` (each of R, G, B through the gray net); an RGB file with
@@ -517,7 +579,7 @@ def restore_array(restorer: Restorer, img: np.ndarray, task: Task, level: float,
         restorer.check_size(*a.shape[-2:], name=name)      # before Caffe sees a size it cannot take
         return restorer.restore(a, ensemble)
     if task.kind == "denoise":
-        x = img.astype(np.float32) / 255.0
+        x = unit(img).astype(np.float32)
         if restorer.channels == 3:
             out = run(np.transpose(x, (2, 0, 1))).transpose(1, 2, 0)
         elif img.ndim == 2:
@@ -527,18 +589,18 @@ def restore_array(restorer: Restorer, img: np.ndarray, task: Task, level: float,
         else:
             raise UserError(f"{name}: colour image, but the model denoises gray images "
                             "(convert it to gray, or pass --per-channel to denoise R, G, B separately)")
-        return matlab.im2uint8(np.clip(out, 0.0, 1.0))
+        return quantize(out, img.dtype)
     scale = float(level)
     if restorer.channels == 3:
-        up = matlab.imresize(img.astype(np.float64) / 255.0, scale)
+        up = matlab.imresize(unit(img), scale)
         out = run(np.transpose(up, (2, 0, 1)).astype(np.float32)).transpose(1, 2, 0)
-        return matlab.im2uint8(np.clip(out, 0.0, 1.0))
+        return quantize(out, img.dtype)
     if img.ndim == 2:
-        up = matlab.imresize(img.astype(np.float64) / 255.0, scale)
-        return matlab.im2uint8(np.clip(run(up.astype(np.float32)), 0.0, 1.0))
-    ycc = matlab.imresize(matlab.rgb2ycbcr(img.astype(np.float64) / 255.0), scale)
+        up = matlab.imresize(unit(img), scale)
+        return quantize(run(up.astype(np.float32)), img.dtype)
+    ycc = matlab.imresize(matlab.rgb2ycbcr(unit(img)), scale)
     ycc[..., 0] = run(ycc[..., 0].astype(np.float32))
-    return matlab.im2uint8(matlab.ycbcr2rgb(ycc))
+    return quantize(matlab.ycbcr2rgb(ycc), img.dtype)
 
 
 # --------------------------------------------------------------------------- command line
@@ -616,11 +678,15 @@ def cmd_restore(args) -> int:
     spec = find_model(args.model, task, args.net, args.deploy)
     restorer = Restorer(spec.deploy, spec.weights, tile=args.tile, max_memory_mb=args.max_memory)
     # decode everything first: a bad file stops the command before anything is written
-    images = [(src, dst, read_image(src)) for src, dst in pairs]
-    for src, dst, img in tqdm(images, desc=f"restore {task.name}", unit="img", disable=len(images) < 2):
+    images = [(src, dst, *read_user_image(src)) for src, dst in pairs]
+    for src, dst, img, alpha in tqdm(images, desc=f"restore {task.name}", unit="img", disable=len(images) < 2):
         out = restore_array(restorer, img, task, level, ensemble=not args.no_ensemble,
                             per_channel=args.per_channel, name=str(src))
-        write_image(dst, out)
+        if alpha is not None and task.kind == "sr":          # the alpha channel upscaled with the image
+            alpha = quantize(matlab.imresize(unit(alpha), float(level)), alpha.dtype)
+        lost = write_image(dst, out, alpha)
+        if lost:
+            print(f"note: {dst}: written without {' and '.join(lost)} of {src}; give OUT= a .png to keep them")
     print(f"restored {len(images)} image(s) with {spec.describe()}"
           f"{'' if args.no_ensemble else ', 8-orientation ensemble'}")
     return 0

@@ -287,7 +287,16 @@ class RunRecord(_Keyed):
         return any(s.ended is not None for s in self.sessions)
 
     def begin_session(self, **fields) -> Session:
-        """Append a session (``started`` now) with ``fields``; returns it."""
+        """Append a session (``started`` now) with ``fields``; returns it.  A session that never
+        ended (its process was killed: SIGKILL, a power cut) is closed first as ``killed``, at
+        the time its log was last written, reaching what its complete snapshots hold."""
+        for old in self.sessions:
+            if old.ended is None:
+                log = self.layout.log
+                when = (_dt.datetime.fromtimestamp(log.stat().st_mtime, _dt.timezone.utc).isoformat(timespec="seconds")
+                        if log.is_file() else old.started)
+                old.ended, old.outcome = when, "killed"
+                old.end_iter = fields.get("start_iter")
         s = Session(started=now(), **fields)
         self.sessions.append(s)
         return s

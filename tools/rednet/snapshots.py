@@ -167,21 +167,35 @@ def prune_states(snap_dir: Path, keep_from: int | None) -> None:
                 p.unlink()
 
 
-def check_disk(run_dir: Path, n_params: int, history: int, snapshots_left: int, free: int | None = None) -> None:
-    """Raise unless the disk holding ``run_dir`` has room for the run's remaining snapshots.
+#: kept free beside the snapshots, for run.json, the log and the schedules (said in every message)
+DISK_RESERVE = 32 * 2**20
+
+
+def disk_need(n_params: int, history: int, snapshots_left: int) -> tuple[int, str]:
+    """(bytes the disk must have free for a run's remaining snapshots, what they are, in words).
 
     Every snapshot's weights are kept (4 bytes a parameter), but only the newest
-    :data:`KEEP_SOLVERSTATES` solver states (``history`` blobs a parameter: 2 for Adam).
+    :data:`KEEP_SOLVERSTATES` solver states (``history`` blobs a parameter: 2 for Adam), and
+    :data:`DISK_RESERVE` is kept free beside them.
     """
     model = 4 * n_params + 64 * 1024
     state = 4 * n_params * history + 64 * 1024
-    need = max(1, snapshots_left) * model + (KEEP_SOLVERSTATES + 1) * state + 32 * 2**20
+    n = max(1, snapshots_left)
+    need = n * model + (KEEP_SOLVERSTATES + 1) * state + DISK_RESERVE
+    what = (f"{n} snapshot(s) of {model / 2**20:.1f} MiB weights, {KEEP_SOLVERSTATES + 1} solver states of "
+            f"{state / 2**20:.1f} MiB and a {DISK_RESERVE >> 20} MiB reserve for the run's record and log")
+    return need, what
+
+
+def check_disk(run_dir: Path, n_params: int, history: int, snapshots_left: int, free: int | None = None) -> None:
+    """Raise unless the disk holding ``run_dir`` has room for the run's remaining snapshots
+    (:func:`disk_need`)."""
+    need, what = disk_need(n_params, history, snapshots_left)
     if free is None:
         free = shutil.disk_usage(run_dir if run_dir.exists() else run_dir.parent).free
     if free < need:
-        raise UserError(f"{paths.rel(run_dir)}: {free / 2**20:.0f} MiB free on its disk, but the run's "
-                        f"{snapshots_left} snapshot(s) need about {need / 2**20:.0f} MiB "
-                        f"({model / 2**20:.1f} MiB weights each + solver states); free space, lower ITERS "
+        raise UserError(f"{paths.rel(run_dir)}: {free / 2**20:.0f} MiB free on its disk, but the run needs about "
+                        f"{need / 2**20:.0f} MiB ({what}); free space, lower ITERS "
                         f"or snapshot less often (--snapshot-every)")
 
 

@@ -154,8 +154,8 @@ def resolve_sources(net: str, task: str, solver: str | None = None, data: str | 
         src_val = _hdf5_source(test_net) if test_net is not None else None
     train_list = _abs(data) if data else src_train
     val_list = _abs(val) if val else src_val
-    if not train_list.is_file() and build and not data:
-        build_database(task, train_list)
+    if not train_list.is_file() and not data:
+        build_database(task, train_list, build)
     if not train_list.is_file():
         raise UserError(f"{paths.rel(train_list)}: training database not found"
                         + ("" if data else f" and not buildable (try: make data TASK=... for {task})"))
@@ -164,16 +164,25 @@ def resolve_sources(net: str, task: str, solver: str | None = None, data: str | 
     return Sources(net, task, train_list, val_list, cfg, solver_path, train_net, test_net, dep)
 
 
-def build_database(task: str, train_list: Path) -> None:
-    """Build the patch database of ``task`` with rednet.patches (issue 6's builder)."""
-    try:
-        from . import patches
-    except ImportError as e:
-        raise UserError(f"{paths.rel(train_list)}: database missing and rednet.patches cannot build it ({e})") from None
+def build_database(task: str, train_list: Path, build: bool = True) -> None:
+    """Build the missing patch database of ``task`` with rednet.patches, after saying what it
+    will be (patches, bytes, free space); with ``build`` False refuse, naming the same."""
+    from . import patches
     want = paths.DB / task / "train.txt"
     if train_list.resolve() != want.resolve():
         raise UserError(f"{paths.rel(train_list)}: database missing (only data/db/<task>/ databases are built automatically)")
-    print(f"building the {task} database (rednet.patches.build_db) ...")
+    try:
+        info = patches.preview(task, quiet=True)
+    except UserError as e:
+        raise UserError(f"{paths.rel(train_list)}: database missing and cannot be built: {e}") from None
+    what = (f"{info['train']['patches']:,} training patches from {info['train']['images']} images, "
+            f"{patches.fmt_bytes(info['bytes'])} on a disk with {patches.fmt_bytes(info['free_bytes'])} free")
+    make = f"make data TASK={task}"
+    if not build:
+        raise UserError(f"{paths.rel(train_list)}: training database not found; `{make}` builds it ({what}), "
+                        f"or drop NO_BUILD=1 (--no-build) to let training build it first")
+    print(f"{paths.rel(want.parent)}: no database yet; building it first ({what}; `{make} PREVIEW=1` counts "
+          f"without building, NO_BUILD=1 refuses instead) ...", flush=True)
     try:
         patches.build_db(task)
     except UserError as e:
@@ -226,7 +235,31 @@ def config_of(src: Sources, sol, train_net, test_net) -> dict:
         "test_net_sha256": sha256_bytes(_normalized_net(test_net).encode()) if test_net is not None else None,
         "train_list_sha256": sha256_file(src.train_list),
         "val_list_sha256": sha256_file(src.val_list) if src.val_list else None,
+        "train_db_sha256": db_fingerprint(src.train_list),
+        "val_db_sha256": db_fingerprint(src.val_list) if src.val_list else None,
     }
+
+
+#: keys of :func:`config_of` that runs made before them do not have (recorded when such a run
+#: resumes, not compared: nothing says what its database was)
+LATER_KEYS = ("train_db_sha256", "val_db_sha256")
+
+
+def db_fingerprint(list_file: Path) -> str:
+    """What the database behind ``list_file`` holds, as one sha256: a database built by
+    ``rednet data`` is described by its ``config.json`` (its configuration, seed, code and
+    manifest digests: a rebuild with another seed or code changes it); a list of other HDF5
+    files by the bytes of every file it names."""
+    cfg = Path(list_file).parent / "config.json"
+    if cfg.is_file():
+        return "config.json:" + sha256_file(cfg)
+    h = hashlib.sha256()
+    for line in Path(list_file).read_text().splitlines():
+        if line.strip():
+            shard = _abs(line.strip())
+            h.update(line.strip().encode() + b"\0")
+            h.update(sha256_file(shard).encode() if shard.is_file() else b"missing")
+    return "shards:" + h.hexdigest()
 
 
 def unrectified_sums(net) -> set[str]:

@@ -50,10 +50,10 @@ from .errors import UserError, atomic_write_text
 from .provenance import caffe_version, cpu_model, project_version
 from .runrecord import SCHEMA, RunLayout, RunRecord, check_run_name, now
 from .schedule import read_list, write_pass, write_schedule
-from .snapshots import (Seed, check_disk, check_snapshot, newest_valid_snapshot, quarantine, seed_snapshot,
-                        snapshot_files, trained_to)
-from .sources import (RunValues, Sources, batch_of, config_of, old_skip_wiring, resolve_sources, run_copies,
-                      seed_from_model)
+from .snapshots import (DISK_RESERVE, Seed, check_disk, check_snapshot, disk_need, newest_valid_snapshot,
+                        quarantine, seed_snapshot, snapshot_files, trained_to)
+from .sources import (LATER_KEYS, RunValues, Sources, batch_of, config_of, old_skip_wiring, resolve_sources,
+                      run_copies, seed_from_model)
 from .supervisor import DEFAULT_DIVERGE_FACTOR, Guard, run_caffe
 from .tasks import get_task, task_from_words
 
@@ -114,11 +114,18 @@ def _check_folder(plan: RunPlan, config: dict, train_net, resume: bool | None) -
         return None
     record = RunRecord.load(run.dir)
     old = record.config or {}
-    diff = [k for k in config if old.get(k) != config[k]]
+    diff = [k for k in config if old.get(k) != config[k] and not (k in LATER_KEYS and k not in old)]
     if "train_net_sha256" in diff and old_skip_wiring(run.train_net, train_net):
         raise UserError(f"{paths.rel(run.dir)}: made with the old skip wiring ReLU(d + c); the nets now "
                         f"follow the released net, c + ReLU(d) (docs/nets.md), and its snapshots "
                         f"cannot be resumed; {fresh_hint}")
+    changed_db = [k for k in ("train_db_sha256", "val_db_sha256") if k in diff]
+    if changed_db and set(diff) <= set(LATER_KEYS):          # the same lists, other patches behind them
+        kind = changed_db[0].split("_")[0]
+        lst = (record.data.get(kind) or {}).get("list") or f"the {kind} list"
+        raise UserError(f"{paths.rel(run.dir)}: the database of {lst} holds other patches than when the run "
+                        f"began (rebuilt with another seed, setting or code: {changed_db[0]} differs); "
+                        f"rebuild it as it was, or {fresh_hint}")
     if diff:
         what = ", ".join(f"{k} ({old.get(k)!s:.12} vs {config[k]!s:.12})" for k in diff)
         raise UserError(f"{paths.rel(run.dir)}: made by a different configuration ({what}); "
@@ -428,11 +435,6 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
     elif opts.recipe is not None:
         raise UserError(f"RECIPE={opts.recipe.name}: the run's solver is the file {paths.rel(src.solver)}; "
                         f"its own base_lr/lr_policy apply (set them there, or drop --solver)")
-    if old is not None and from_model is None:
-        done_at = _already_trained(layout, int(iters))
-        if done_at is not None:
-            print(f"{paths.rel(run_dir)}: already trained to iteration {done_at} (ITERS={iters}); nothing to do")
-            return old.to_dict()
     env = dict(os.environ)   # caffe's environment, recorded per session
     blas_core = opts.blas_core
     if blas_core is not None:
@@ -450,6 +452,11 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
             raise UserError(f"FROM_MODEL={from_model}: run {paths.rel(run_dir)} exists and resumes from its own "
                             f"snapshots; drop FROM_MODEL, or give RUN=<a new name>")
         seed = seed_from_model(from_model, net, task)
+    if old is not None and from_model is None:
+        done_at = _already_trained(layout, int(iters))
+        if done_at is not None:
+            print(f"{paths.rel(run_dir)}: already trained to iteration {done_at} (ITERS={iters}); nothing to do")
+            return old.to_dict()
     plan = RunPlan(name, run_dir, src, int(iters), opts.snapshot_every, opts.display, opts.mode, opts.shuffle_seed,
                    env, seed, opts.moment_batches)
     with layout.locked():
@@ -512,7 +519,12 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
         if guard.disk_full():
             where = paths.rel(paths.from_root(guard.writing).parent) if guard.writing else paths.rel(run_dir)
             what = f" writing {Path(guard.writing).name}" if guard.writing else ""
-            raise TrainError(f"disk full at {where}{what}: {at}, {held}; free space on that disk, then {again}")
+            start_at = max(pairs) if pairs else 0
+            need, _ = disk_need(rec.parameters or 0, 2 if rec.solver_type == "Adam" else 1,
+                                max(0, plan.max_iter - start_at) // max(1, rec.snapshot_every or 1) + 1)
+            raise TrainError(f"disk full at {where}{what}: {at}, {held}; free space on that disk (resuming needs "
+                             f"about {need / 2**20:.0f} MiB free, a {DISK_RESERVE >> 20} MiB reserve included), "
+                             f"then {again}")
         why = guard.fatal[-1] if guard.fatal else "see the log"
         raise TrainError(f"{at}, {held} ({why}); log: {paths.rel(layout.log)}; {again}")
     return info
@@ -541,7 +553,7 @@ def cmd_train(args) -> int:
         raise UserError(f"MOMENT_BATCHES={args.moment_batches} (--moment-batches): expected 0 or more batches")
     task = task_from_words(args.task, args.sigma, args.scale)
     info = train(args.net, task, iters=args.iters, run=args.run, runs_dir=args.runs_dir,
-                 resume=True if args.resume else None, from_model=args.from_model,
+                 resume=True if args.resume else None, from_model=args.from_model, build=not args.no_build,
                  files=TrainFiles(args.solver, args.data, args.val, args.deploy),
                  options=SessionOptions(args.snapshot_every, args.display, args.mode,
                                         args.time_limit * 60 if args.time_limit else None, args.diverge_factor,
@@ -600,5 +612,7 @@ def register(subparsers) -> None:
     p.add_argument("--lr", help="base learning rate (changes the recipe into 'custom')")
     p.add_argument("--lr-steps", help="iterations at which the rate is multiplied by --lr-gamma, comma-separated")
     p.add_argument("--lr-gamma", help="factor at each of --lr-steps (default 0.1)")
+    p.add_argument("--no-build", action="store_true",
+                   help="refuse (naming its size) instead of building a missing database first")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)

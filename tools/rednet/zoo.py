@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import sys
 from pathlib import Path
 
-from . import paths
+from . import paths, recipes
 from .datasets import sha256_file
 from .errors import UserError, atomic_path, atomic_write_text
 from .paths import ROOT, rel
@@ -400,7 +401,8 @@ def export(run_dir: Path, name: str | None = None, root: Path = ZOO, datasets: P
     card = {
         "name": name,
         "caffemodel": weights.name,
-        "caffemodel_url": f"{rel(weights)} (in this repository)",
+        "caffemodel_url": (f"{rel(weights)} (in this repository)" if _inside(weights, ROOT)
+                           else f"{weights.name} (beside this card)"),
         "sha1": sha1_file(weights),
         "caffe_commit": CAFFE_COMMIT,
         "license": LICENSE,
@@ -414,9 +416,11 @@ def export(run_dir: Path, name: str | None = None, root: Path = ZOO, datasets: P
         "database": {"train_list": info["data"]["train"]["list"],
                      "train_list_sha256": info["config"]["train_list_sha256"],
                      "patches": info["data"]["train"]["patches"],
-                     "val_list_sha256": info["config"].get("val_list_sha256")},
+                     "val_list_sha256": info["config"].get("val_list_sha256"),
+                     "train_db_sha256": info["config"].get("train_db_sha256")},
         "solver": {"file": info["sources"]["solver"], "sha256": info["config"]["solver_sha256"],
-                   "type": info.get("solver_type")},
+                   "type": info.get("solver_type"),
+                   "recipe": info.get("recipe") or recipes.RECIPES[recipes.DEFAULT].to_dict()},
         "validation": curves,
         "sample": sample,
         "cells": old.get("cells", []),
@@ -456,6 +460,8 @@ def _body(card: dict) -> str:
         f"{t['sessions']} session(s) on {', '.join(t['cpus'])}, Caffe build {', '.join(t['caffe_build'])}, "
         f"BLAS kernel {', '.join(t['blas_kernel'])}.",
         "",
+        f"Learning rate: the recipe {_recipe_phrase(card)} (docs/recipe.md).",
+        "",
         "The paper trains far longer on a GPU; this model is what this project's CPUs gave, and "
         "its cells below say how far it is from the paper's.",
         "",
@@ -467,7 +473,7 @@ def _body(card: dict) -> str:
         "## Reproduce it", "",
         "```sh",
         f"make data {words}",
-        f"make train NET={net} {words} ITERS={it}",
+        f"make train NET={net} {words} ITERS={it}{_recipe_words(card)}",
         f"make zoo-export RUN={net}_{task} NAME={card['name']}",
         "```", "",
         "Training resumes exactly when interrupted (`make train` again). Where the run folder is "
@@ -485,6 +491,35 @@ def _body(card: dict) -> str:
         f"restored (one forward pass, no ensemble).", "",
     ]
     return "\n".join(lines) + "\n" + _cells_section(card)
+
+
+def _recipe_of(card: dict) -> "recipes.Recipe":
+    return recipes.Recipe.from_dict((card.get("solver") or {}).get("recipe"))
+
+
+def _recipe_phrase(card: dict) -> str:
+    return _recipe_of(card).describe()
+
+
+def _recipe_words(card: dict) -> str:
+    """The make words that give the card's recipe (none for the default)."""
+    r = _recipe_of(card)
+    if r.name == recipes.DEFAULT:
+        return ""
+    if r.name != "custom":
+        return f" RECIPE={r.name}"
+    words = f" RECIPE={r.base} LR={r.base_lr:g}"
+    if r.steps:
+        words += f" LR_STEPS={','.join(map(str, r.steps))} LR_GAMMA={r.gamma:g}"
+    return words
+
+
+def _inside(p: Path, root: Path) -> bool:
+    try:
+        Path(p).resolve().relative_to(Path(root).resolve())
+        return True
+    except ValueError:
+        return False
 
 
 def _cells_section(card: dict) -> str:
@@ -628,12 +663,19 @@ def cmd_zoo(args) -> int:
         card = read_card(folder)
         print(f"{rel(folder)}: {card['net']} {card['task']} at iteration {card['iterations']}, sha1 {card['sha1']}")
     elif args.action == "verify":
-        fs = folders()
-        for f in fs:
-            card = verify(f)
+        fs, bad = folders(), []
+        for f in fs:                  # every model checked, each failure named, then one error line
+            try:
+                card = verify(f)
+            except UserError as e:
+                bad.append(rel(f))
+                print(f"FAILED {rel(f)}: {e}", file=sys.stderr)
+                continue
             print(f"ok {rel(f)}: {card['net']} {card['task']} iteration {card['iterations']}")
         if not fs:
             print(f"no models in {rel(ZOO)}/")
+        if bad:
+            raise UserError(f"{len(bad)} of {len(fs)} models failed verification: {', '.join(bad)}")
     elif args.action == "gain":
         if not args.single or not args.dest:
             raise UserError("zoo gain: give RESULTS (with the ensemble), --single RESULTS (without) and --dest")
