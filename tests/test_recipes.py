@@ -132,3 +132,26 @@ def test_a_no_op_leaves_the_run_as_it_is(tiny_db, tmp_path):
     r = _train(tiny_db, runs, "--iters", "1")
     assert r.returncode == 0 and "nothing to do" in r.stdout, r.stderr + r.stdout
     assert {p: p.read_bytes() for p in files} == files
+
+
+@pytest.mark.datasets
+def test_a_card_lists_every_recipe_of_its_history(tiny_db, tmp_path, datasets_dir):
+    """A model continued with another recipe (FROM_MODEL= and RECIPE=finetune): its card keeps
+    the earlier stretch's recipe, says both, and its "Reproduce it" trains both stretches."""
+    from rednet import zoo
+    runs, models = tmp_path / "runs", tmp_path / "zoo"
+    assert _train(tiny_db, runs, "--iters", "2").returncode == 0
+    folder = zoo.export(runs / "r", "red10_denoise-s30", root=models, datasets=datasets_dir)
+    train_list, val_list = tiny_db
+    r = cli("train", "--net", "red10", "--task", "denoise-s30", "--run", "ft", "--runs-dir", str(runs),
+            "--data", str(train_list), "--val", str(val_list), "--snapshot-every", "2", "--no-progress",
+            "--iters", "4", "--from-model", str(folder), "--recipe", "finetune", "--moment-batches", "1")
+    assert r.returncode == 0, r.stderr + r.stdout
+    card = zoo.read_card(zoo.export(runs / "ft", "red10_denoise-s30", root=models, datasets=datasets_dir))
+    hist = card["solver"]["recipes"]
+    assert [(h["from_iteration"], h["recipe"]["name"]) for h in hist] == [(0, "paper"), (2, "finetune")]
+    text = (folder / zoo.CARD).read_text()
+    assert "from iteration 0 the recipe paper (lr 1e-4 constant); from iteration 2 the recipe finetune" in text
+    assert "make train NET=red10 TASK=denoise SIGMA=30 ITERS=2\n" in text
+    assert "ITERS=4 RUN=red10_denoise-s30-1 FROM_MODEL=checkpoints/red10_denoise-s30 RECIPE=finetune" in text
+    assert "&id" not in text

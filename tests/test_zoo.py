@@ -256,3 +256,27 @@ def test_a_cards_build_names_the_patch_set_where_recorded():
     old = {"caffe_build": "fast", "caffe_version": "caffe.bin version 1.0.0-rc3"}
     assert zoo._build_label(old) == "fast (caffe.bin version 1.0.0-rc3)"
     assert zoo._build_label({}) == "stock (?)"
+
+
+def test_a_level_fine_tuned_from_the_mixed_model_says_so_and_carries_its_training(tmp_path, datasets_dir):
+    """FROM_MODEL= a mixed model on a single-level task: accepted (a fine-tune, a deviation
+    the card states), and the exported card carries the parent's training in its totals."""
+    toy = write_toy(tmp_path / "toy", max_iter=40, snapshot=4)
+    runs = tmp_path / "runs"
+    args = [a if a != "denoise-s30" else "denoise-mixed" for a in train_args(toy, runs, "mixed", "--iters", "4")]
+    assert cli(*args).returncode == 0
+    parent = zoo.export(runs / "mixed", "toy_denoise-mixed", root=tmp_path / "zoo", datasets=datasets_dir)
+    r = cli(*train_args(toy, runs, "level", "--iters", "8", "--from-model", str(parent), "--recipe", "finetune"))
+    assert r.returncode == 2 and "RECIPE=finetune: the run's solver is the file" in r.stderr   # a given solver
+    r = cli(*train_args(toy, runs, "level", "--iters", "8", "--from-model", str(parent)))
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "fine-tuning toy denoise-s30 from" in r.stdout
+    card = zoo.read_card(zoo.export(runs / "level", "toy_denoise-s30", root=tmp_path / "zoo", datasets=datasets_dir))
+    p = zoo.read_card(parent)
+    t = card["training"]
+    assert t["fine_tuned_from"]["task"] == "denoise-mixed" and t["fine_tuned_from"]["iteration"] == 4
+    assert t["wall_seconds"] >= p["training"]["wall_seconds"] and t["sessions"] == p["training"]["sessions"] + 1
+    assert "Fine-tuned from `" in (parent.parent / "toy_denoise-s30" / zoo.CARD).read_text()
+    r = cli(*train_args(toy, runs, "other", "--iters", "8", "--from-model", str(zoo.export(
+        runs / "level", "lvl", root=tmp_path / "zoo2", datasets=datasets_dir))))
+    assert r.returncode == 0                                    # the same task: a plain continuation

@@ -40,6 +40,7 @@ class ModelSpec:
     net: str | None = None
     task: str | None = None
     source: str = ""           # "run <name>" / "models/" / "file"
+    about: str = ""            # how it was trained, for the tables' notes (iterations, recipe)
 
     def describe(self) -> str:
         if self.net is None and self.task is None:
@@ -56,14 +57,27 @@ def from_run(run: Path) -> ModelSpec:
     deploy = rec.deploy()
     if deploy is None:
         raise UserError(f"{rel(run)}: no deploy.prototxt and no 'net' in run.json")
-    return ModelSpec(deploy, weights, rec.net, rec.task, f"run {Path(run).name}")
+    return ModelSpec(deploy, weights, rec.net, rec.task, f"run {Path(run).name}",
+                     _about(rec.iterations_trained, rec.recipe, None))
 
 
 def from_zoo(folder: Path) -> ModelSpec:
     """A zoo model ``models/<name>/``: its card, after its weights' sha1 is checked against it
     (:func:`rednet.zoo.checked_card`; a mismatch raises, it is never skipped)."""
     card = zoo.checked_card(folder)
-    return ModelSpec(folder / "deploy.prototxt", folder / card["caffemodel"], card["net"], card["task"], ZOO_SOURCE)
+    return ModelSpec(folder / "deploy.prototxt", folder / card["caffemodel"], card["net"], card["task"], ZOO_SOURCE,
+                     _about(card.get("iterations"), (card.get("solver") or {}).get("recipe"),
+                            (card.get("training") or {}).get("fine_tuned_from")))
+
+
+def _about(iterations, recipe: dict | None, parent: dict | None) -> str:
+    """``10,000 iterations, recipe paper (lr 1e-4 constant)``, and where it was fine-tuned from."""
+    from .recipes import Recipe
+    words = [f"{iterations:,} iterations" if isinstance(iterations, int) else "iterations unknown",
+             f"recipe {Recipe.from_dict(recipe).describe()}"]
+    if parent:
+        words.append(f"fine-tuned from {parent.get('from')} at {parent.get('iteration'):,} iterations")
+    return ", ".join(words)
 
 
 def from_caffemodel(path: Path, deploy: Path | None = None) -> ModelSpec:
@@ -100,12 +114,13 @@ def _run_of(weights: Path) -> RunRecord | None:
     return None
 
 
-def list_models(task: str | None = None, zoo_only: bool = False) -> list[ModelSpec]:
-    """Every model the project knows: the zoo ``models/<name>/`` and the newest snapshot of each
+def list_models(task: str | None = None, zoo_only: bool = False, root: Path | None = None) -> list[ModelSpec]:
+    """Every model the project knows: the zoo ``models/<name>/`` (or the zoo folders under
+    ``root``: checkpoints/, a candidate exported elsewhere) and the newest snapshot of each
     ``runs/<name>/`` (not with ``zoo_only``); only those trained for ``task`` when given.
     Folders that are not readable models are left out."""
     found: list[ModelSpec] = []
-    for folder in zoo.folders(MODELS):
+    for folder in zoo.folders(root or MODELS):
         try:
             found.append(from_zoo(folder))
         except zoo.ModelIntegrityError:
@@ -130,11 +145,11 @@ def preference(m: ModelSpec, nets: tuple[str, ...] = NET_PREFERENCE) -> tuple:
 
 
 def pick_model(task: str, net: str | None = None, zoo_only: bool = False,
-               nets: tuple[str, ...] | None = None) -> ModelSpec | None:
+               nets: tuple[str, ...] | None = None, root: Path | None = None) -> ModelSpec | None:
     """The preferred model for ``task`` (see the module's docstring): of ``net`` when given,
-    of one of ``nets`` (in that order) when given; only ``models/`` with ``zoo_only``."""
+    of one of ``nets`` (in that order) when given; only ``models/`` (or ``root``) with ``zoo_only``."""
     allowed = (net,) if net is not None else (tuple(nets) if nets is not None else None)
-    cands = [m for m in list_models(task, zoo_only) if allowed is None or m.net in allowed]
+    cands = [m for m in list_models(task, zoo_only, root) if allowed is None or m.net in allowed]
     if not cands:
         return None
     return min(cands, key=lambda m: preference(m, allowed or NET_PREFERENCE))

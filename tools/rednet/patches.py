@@ -575,9 +575,9 @@ def _build(plan: Plan, fp: dict, workers: int, progress: bool) -> Path:
     free = _free_bytes(out)
     total = need * 1.02 + DISK_RESERVE
     if total > free:
-        raise UserError(f"{paths.rel(out)}: the database needs {fmt_bytes(total)} free on its disk "
+        raise UserError(f"{paths.rel(out)}: the database needs {fmt_bytes(total)} free "
                         f"({fmt_bytes(need)} of shards, 2 % for HDF5's own bookkeeping and a "
-                        f"{DISK_RESERVE >> 20} MiB reserve), but only {fmt_bytes(free)} is free")
+                        f"{DISK_RESERVE >> 20} MiB reserve), but only {fmt_bytes(free)} is free on that disk")
 
     # read and prepare the sources (in parallel), then write the missing shards (in parallel)
     state = {"cfg": cfg, "sources": {}, "digest": digest}

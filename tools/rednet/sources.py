@@ -198,9 +198,16 @@ def seed_from_model(folder: str | Path, net: str, task: str) -> Seed:
         folder = folder.parent
     if not (folder / zoo.CARD).is_file():
         raise UserError(f"FROM_MODEL={folder}: expected a zoo model folder (models/<name>/ or checkpoints/<name>/) with a {zoo.CARD}")
+    from .models import mixed_task
+    from .tasks import get_task
     card = zoo.verify(folder)
-    if (card["net"], card["task"]) != (net, task):
-        raise UserError(f"FROM_MODEL={folder}: trained as {card['net']} {card['task']}, not {net} {task}")
+    fine_tune = card["task"] == mixed_task(get_task(task).kind) != task      # a level from the mixed model
+    if card["net"] != net or (card["task"] != task and not fine_tune):
+        raise UserError(f"FROM_MODEL={folder}: trained as {card['net']} {card['task']}, not {net} {task} "
+                        f"(or {net} {mixed_task(get_task(task).kind)}, to fine-tune from)")
+    if fine_tune:
+        print(f"fine-tuning {net} {task} from {paths.rel(folder)} ({card['task']}, {int(card['iterations']):,} "
+              f"iterations)")
     return Seed(folder / card["caffemodel"], int(card["iterations"]), card["sha1"], paths.rel(folder))
 
 

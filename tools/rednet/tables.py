@@ -156,6 +156,7 @@ class EvalConfig:
     max_memory_mb: float = 2048
     red_nets: dict = field(default_factory=lambda: dict(DEFAULT_RED_NETS))
     zoo_only: bool = False         # only the shipped models of models/, not runs/
+    models_root: Path | None = None  # the zoo folders searched instead of models/ (checkpoints/, candidates)
     tables: tuple = tuple(TABLES)
     out: Path = RESULTS
 
@@ -315,11 +316,11 @@ def find_red_model(method: str, spec: TableSpec, level: int, cfg: EvalConfig):
     mixed = mixed_task(spec.kind)
     task = mixed if spec.single_model else (f"denoise-s{level}" if spec.kind == "denoise" else f"sr-x{level}")
     nets = cfg.red_nets[method]
-    m = pick_model(task, nets=nets, zoo_only=cfg.zoo_only)
+    m = pick_model(task, nets=nets, zoo_only=cfg.zoo_only, root=cfg.models_root)
     if m is not None:
         return m, None
     if method == "RED30" and not spec.single_model:
-        m = pick_model(mixed, nets=nets, zoo_only=cfg.zoo_only)
+        m = pick_model(mixed, nets=nets, zoo_only=cfg.zoo_only, root=cfg.models_root)
         if m is not None:
             return m, None
     kind, lvl = (("denoise", f"SIGMA={'mixed' if spec.single_model else level}") if spec.kind == "denoise"
@@ -448,7 +449,7 @@ def _red(job: CellJob) -> Prepared | Missing:
     ens = cfg.ensemble_for(spec.number)
     record = {"method": method, "net": model.net, "task": model.task, **file_ids, "ensemble": ens,
               "caffe_build": paths.caffe_build()}
-    what = f"{model.net} {model.task} {rel(model.weights)}"
+    what = f"{model.net} {model.task} {rel(model.weights)}" + (f" ({model.about})" if model.about else "")
     if model.task and model.task.endswith("-mixed") and not spec.single_model:
         what += " (the single model for all levels, as in Tables 6-7)"
     return Prepared(record, lambda x, name: r.restore(x.astype(np.float32), ens), what)
@@ -763,7 +764,10 @@ def config_from_args(args) -> EvalConfig:
                      denoise14_extras=tuple(args.extras) if args.extras else None, bm3d=args.bm3d,
                      limit=args.limit, seed=args.seed, max_memory_mb=args.max_memory,
                      red_nets=red_nets, tables=_parse_tables(args.tables), out=Path(args.out),
-                     zoo_only=getattr(args, "zoo_only", True))
+                     zoo_only=getattr(args, "zoo_only", True),
+                     models_root=Path(args.models) if getattr(args, "models", None) else None)
+    if cfg.models_root is not None and not cfg.models_root.is_dir():
+        raise UserError(f"--models {args.models}: no such folder (expected zoo folders <name>/readme.md in it)")
     return cfg
 
 
@@ -772,6 +776,8 @@ def register(subparsers) -> None:
                               description=__doc__.splitlines()[0])
     add_arguments(p, out=RESULTS)
     p.add_argument("--zoo-only", action="store_true", help="only the shipped models of models/ (not runs/)")
+    p.add_argument("--models", metavar="DIR", help="search the zoo folders under DIR instead of models/ (e.g. "
+                                                   "checkpoints/, or candidates exported with ZOO_ROOT=)")
     p.set_defaults(func=cmd_tables)
 
 

@@ -456,7 +456,7 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
         done_at = _already_trained(layout, int(iters))
         if done_at is not None:
             print(f"{paths.rel(run_dir)}: already trained to iteration {done_at} (ITERS={iters}); nothing to do")
-            return old.to_dict()
+            return dict(old.to_dict(), status="done")          # (the run folder is left as it is)
     plan = RunPlan(name, run_dir, src, int(iters), opts.snapshot_every, opts.display, opts.mode, opts.shuffle_seed,
                    env, seed, opts.moment_batches)
     with layout.locked():

@@ -14,16 +14,19 @@ This module alone reads and writes the card.  Its front matter holds the Model Z
 what was trained (``net``, ``task``), how far (``iterations``, ``batch``, ``patches_seen``),
 at what cost (``training``: wall time, CPU models, Caffe build, BLAS kernel, sessions,
 restarts), from what (``database``, ``solver`` hashes) and the table cells it fills
-(``cells``: ours, the paper's, the difference, ensemble on or off), written by
-``zoo cells`` from the per-cell records of ``make tables`` (so the numbers in a card are the
-numbers of ``docs/results/``, computed once).
+(``cells``: ours, the paper's, the difference, ensemble on or off), made by
+:func:`card_cells` from the per-cell records of the tables and written by ``rednet
+zoo-results`` alone (:mod:`rednet.zooresults`), so the numbers in a card are the numbers of
+``docs/results/``, computed once by a complete, default evaluation.
 
 - ``zoo export --run runs/<name>`` copies a run's newest valid snapshot into the zoo with
   its card and pictures (``make zoo-export RUN=...``);
-- ``zoo verify`` checks every card against its files (sha1, deploy net, weights' shapes);
-- ``zoo cells RESULTS`` writes the cells a results folder holds into the cards;
-- ``zoo gain RESULTS --single RESULTS1 --dest D`` compares the cells with and without the
-  8-orientation ensemble.
+- ``zoo verify`` checks every card against its files (sha1, deploy net, weights' shapes),
+  naming every bad one;
+- :func:`checked_card` is what every reader of a zoo model uses (the weights' sha1 checked
+  once per process); :func:`identify` tells a bare copy of a zoo model by its sha1;
+- :func:`card_cells` and :func:`gain_texts` make the cards' cells and the ensemble's gain
+  from the tables' records (written by ``rednet zoo-results``).
 """
 from __future__ import annotations
 
@@ -205,7 +208,20 @@ def _sessions_summary(info: dict, iteration: int, snapshot: Path) -> dict:
             "restarts": [s["restart"] for s, _ in used if s.get("restart")]}
 
 
-def _with_earlier_training(summary: dict, old: dict) -> dict:
+def _parent_card(restart: dict) -> dict:
+    """The card a run's first restart came from (FROM_MODEL=models/<name>), when its weights
+    are still those (else an empty dict)."""
+    folder = ROOT / str(restart.get("from", ""))
+    if not restart.get("from") or not (folder / CARD).is_file():
+        return {}
+    try:
+        card = read_card(folder)
+    except UserError:
+        return {}
+    return card if card.get("sha1") == restart.get("weights_sha1") else {}
+
+
+def _with_earlier_training(summary: dict, old: dict, task: str | None = None) -> dict:
     """Add the training that a restarted run continued from (FROM_MODEL) to its totals.
 
     A run started from a card's weights records their sha1; when the card being replaced is
@@ -215,10 +231,22 @@ def _with_earlier_training(summary: dict, old: dict) -> dict:
     if not summary["restarts"]:
         return summary
     sha1 = summary["restarts"][0]["weights_sha1"]
+    if old.get("sha1") != sha1 and ((old.get("training") or {}).get("carried") or {}).get("from_sha1") != sha1:
+        parent = _parent_card(summary["restarts"][0])     # continued, or fine-tuned, from another card
+        if parent:
+            out = _with_earlier_training(summary, parent)
+            first = summary["restarts"][0]
+            if parent.get("task") != task:                 # a level fine-tuned from the mixed model
+                out["fine_tuned_from"] = {"from": first["from"], "task": parent.get("task"),
+                                          "iteration": first["iteration"], "sha1": sha1}
+            return out
     t = old.get("training") or {}
     if old.get("sha1") == sha1:
         carried = {k: t.get(k) for k in ("wall_seconds", "sessions", "cpus", "blas_kernel", "caffe_build", "restarts")}
         carried["from_sha1"] = sha1
+        sol = old.get("solver") or {}
+        carried["recipes"] = sol.get("recipes") or [{"from_iteration": 0, "recipe": sol.get("recipe")
+                                                     or recipes.RECIPES[recipes.DEFAULT].to_dict()}]
     elif (t.get("carried") or {}).get("from_sha1") == sha1:
         carried = t["carried"]
     else:
@@ -233,6 +261,8 @@ def _with_earlier_training(summary: dict, old: dict) -> dict:
     # copies, so that the card's YAML holds them twice as plain mappings, not as anchors
     out["restarts"] = [dict(r) for r in carried.get("restarts") or []] + summary["restarts"]
     out["carried"] = carried
+    if carried is t.get("carried") and t.get("fine_tuned_from"):      # an earlier export of a fine-tuned run
+        out["fine_tuned_from"] = t["fine_tuned_from"]
     return out
 
 
@@ -390,7 +420,7 @@ def export(run_dir: Path, name: str | None = None, root: Path = ZOO, datasets: P
         shutil.copyfile(spec.deploy, tmp)
     task = get_task(info["task"])
     old = read_card(folder) if (folder / CARD).is_file() else {}
-    summary = _with_earlier_training(_sessions_summary(info, it, spec.weights), old)
+    summary = _with_earlier_training(_sessions_summary(info, it, spec.weights), old, info["task"])
     fixed, before = _fixed_val_from(info), old.get("validation") or {}
     if (summary.get("carried") and fixed and fixed[0] == info["sessions"][0]["start_iter"]
             and before.get("same_patches_from") is not None and before.get("patches_per_test") == fixed[1]):
@@ -420,7 +450,8 @@ def export(run_dir: Path, name: str | None = None, root: Path = ZOO, datasets: P
                      "train_db_sha256": info["config"].get("train_db_sha256")},
         "solver": {"file": info["sources"]["solver"], "sha256": info["config"]["solver_sha256"],
                    "type": info.get("solver_type"),
-                   "recipe": info.get("recipe") or recipes.RECIPES[recipes.DEFAULT].to_dict()},
+                   "recipe": info.get("recipe") or recipes.RECIPES[recipes.DEFAULT].to_dict(),
+                   "recipes": _recipe_history(info, summary)},
         "validation": curves,
         "sample": sample,
         "cells": old.get("cells", []),
@@ -460,8 +491,11 @@ def _body(card: dict) -> str:
         f"{t['sessions']} session(s) on {', '.join(t['cpus'])}, Caffe build {', '.join(t['caffe_build'])}, "
         f"BLAS kernel {', '.join(t['blas_kernel'])}.",
         "",
-        f"Learning rate: the recipe {_recipe_phrase(card)} (docs/recipe.md).",
+        f"Learning rate: {_recipe_history_phrase(card)} (docs/recipe.md).",
         "",
+        *([f"Fine-tuned from `{t['fine_tuned_from']['from']}` at its {t['fine_tuned_from']['iteration']:,} "
+           f"iterations (its training is counted above), on this task's own database: a deviation from the "
+           f"paper, which trains each model from scratch (docs/recipe.md).", ""] if t.get("fine_tuned_from") else []),
         "The paper trains far longer on a GPU; this model is what this project's CPUs gave, and "
         "its cells below say how far it is from the paper's.",
         "",
@@ -473,8 +507,7 @@ def _body(card: dict) -> str:
         "## Reproduce it", "",
         "```sh",
         f"make data {words}",
-        f"make train NET={net} {words} ITERS={it}{_recipe_words(card)}",
-        f"make zoo-export RUN={net}_{task} NAME={card['name']}",
+        *_train_lines(card, net, words, it),
         "```", "",
         "Training resumes exactly when interrupted (`make train` again). Where the run folder is "
         "lost, `make train ... FROM_MODEL=models/<name>` continues from these weights at their "
@@ -493,6 +526,20 @@ def _body(card: dict) -> str:
     return "\n".join(lines) + "\n" + _cells_section(card)
 
 
+def _recipe_history(info: dict, summary: dict) -> list[dict]:
+    """``[{from_iteration, recipe}]``: the recipe of each stretch of the model's training, the
+    earlier ones carried from the card it continued (the paper's where none was recorded:
+    every run before recipes were recorded trained with it)."""
+    paper = recipes.RECIPES[recipes.DEFAULT].to_dict()
+    own = {"from_iteration": int(info["sessions"][0].get("start_iter") or 0), "recipe": info.get("recipe") or paper}
+    if not summary.get("carried"):
+        return [own]
+    earlier = [dict(r) for r in summary["carried"].get("recipes") or [{"from_iteration": 0, "recipe": paper}]
+               if r["from_iteration"] < own["from_iteration"]]
+    import copy      # plain mappings in the card's YAML, not anchors to the carried ones
+    return copy.deepcopy(earlier if earlier and earlier[-1]["recipe"] == own["recipe"] else earlier + [own])
+
+
 def _recipe_of(card: dict) -> "recipes.Recipe":
     return recipes.Recipe.from_dict((card.get("solver") or {}).get("recipe"))
 
@@ -501,9 +548,40 @@ def _recipe_phrase(card: dict) -> str:
     return _recipe_of(card).describe()
 
 
+def _recipe_history_phrase(card: dict) -> str:
+    """``the recipe paper (lr 1e-4 constant)``, or each stretch with where it began."""
+    hist = (card.get("solver") or {}).get("recipes") or []
+    if len(hist) < 2:
+        return f"the recipe {_recipe_phrase(card)}"
+    return "; ".join(f"from iteration {h['from_iteration']:,} the recipe {recipes.Recipe.from_dict(h['recipe']).describe()}"
+                     for h in hist)
+
+
+def _train_lines(card: dict, net: str, words: str, it: int) -> list[str]:
+    """The make commands that train and export the model: one run per recipe stretch, each
+    exported to checkpoints/ for the next one to continue from (FROM_MODEL=)."""
+    name, task = card["name"], card["task"]
+    hist = (card.get("solver") or {}).get("recipes") or []
+    if len(hist) < 2:
+        return [f"make train NET={net} {words} ITERS={it}{_recipe_words(card)}",
+                f"make zoo-export RUN={net}_{task} NAME={name}"]
+    lines = []
+    for k, h in enumerate(hist):
+        last = k + 1 == len(hist)
+        until = it if last else hist[k + 1]["from_iteration"]
+        run = f"{net}_{task}" if k == 0 else f"{name}-{k}"
+        start = "" if k == 0 else f" RUN={run} FROM_MODEL=checkpoints/{name}"
+        lines.append(f"make train NET={net} {words} ITERS={until}{start}{_words_of(recipes.Recipe.from_dict(h['recipe']))}")
+        lines.append(f"make zoo-export RUN={run} NAME={name}" + ("" if last else " ZOO_ROOT=checkpoints"))
+    return lines
+
+
 def _recipe_words(card: dict) -> str:
     """The make words that give the card's recipe (none for the default)."""
-    r = _recipe_of(card)
+    return _words_of(_recipe_of(card))
+
+
+def _words_of(r: "recipes.Recipe") -> str:
     if r.name == recipes.DEFAULT:
         return ""
     if r.name != "custom":
@@ -676,27 +754,18 @@ def cmd_zoo(args) -> int:
             print(f"no models in {rel(ZOO)}/")
         if bad:
             raise UserError(f"{len(bad)} of {len(fs)} models failed verification: {', '.join(bad)}")
-    elif args.action == "gain":
-        if not args.single or not args.dest:
-            raise UserError("zoo gain: give RESULTS (with the ensemble), --single RESULTS (without) and --dest")
-        rows = ensemble_gain(Path(args.results), Path(args.single), Path(args.dest))
-        print(f"{args.dest}.md: {len(rows)} cells")
-    else:
-        for name, n in cells(Path(args.results)).items():
-            print(f"{name}: {n} cells")
     return 0
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("zoo", help="the shipped models in models/: export a run, verify, fill cells",
                               description=__doc__.splitlines()[0])
-    p.add_argument("action", choices=("export", "verify", "cells", "gain"))
-    p.add_argument("results", nargs="?", default=str(paths.RESULTS), help="for cells: the tables' output folder")
+    # (the cards' cells and the ensemble's gain are written by `rednet zoo-results` alone,
+    # from a complete default evaluation: rednet.zooresults)
+    p.add_argument("action", choices=("export", "verify"))
     p.add_argument("--run", help="for export: the run folder (or its name under runs/)")
     p.add_argument("--name", help="for export: the model's folder name (default: the run's name)")
     p.add_argument("--root", type=Path, default=ZOO, help="for export: the folder above the model's (default models/; "
                    "checkpoints/ for a model still short of its budget, which restore and tables do not search)")
     p.add_argument("--datasets", help="benchmark images for the sample picture (default $DATASETS)")
-    p.add_argument("--single", help="for gain: the results folder computed without the ensemble")
-    p.add_argument("--dest", help="for gain: output path without suffix (.csv and .md are written)")
     p.set_defaults(func=cmd_zoo)
