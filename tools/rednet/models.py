@@ -67,14 +67,20 @@ def from_zoo(folder: Path) -> ModelSpec:
     card = zoo.checked_card(folder)
     return ModelSpec(folder / "deploy.prototxt", folder / card["caffemodel"], card["net"], card["task"], ZOO_SOURCE,
                      _about(card.get("iterations"), (card.get("solver") or {}).get("recipe"),
-                            (card.get("training") or {}).get("fine_tuned_from")))
+                            (card.get("training") or {}).get("fine_tuned_from"),
+                            (card.get("solver") or {}).get("recipes")))
 
 
-def _about(iterations, recipe: dict | None, parent: dict | None) -> str:
-    """``10,000 iterations, recipe paper (lr 1e-4 constant)``, and where it was fine-tuned from."""
+def _about(iterations, recipe: dict | None, parent: dict | None, history: list | None = None) -> str:
+    """``10,000 iterations, recipe paper (lr 1e-4 constant)`` (each recipe of its history with
+    the iteration it began at), and where it was fine-tuned from."""
     from .recipes import Recipe
-    words = [f"{iterations:,} iterations" if isinstance(iterations, int) else "iterations unknown",
-             f"recipe {Recipe.from_dict(recipe).describe()}"]
+    if history and len(history) > 1:
+        how = "recipe " + ", then ".join(f"{Recipe.from_dict(h['recipe']).describe()} from {h['from_iteration']:,}"
+                                         for h in history)
+    else:
+        how = f"recipe {Recipe.from_dict(recipe).describe()}"
+    words = [f"{iterations:,} iterations" if isinstance(iterations, int) else "iterations unknown", how]
     if parent:
         words.append(f"fine-tuned from {parent.get('from')} at {parent.get('iteration'):,} iterations")
     return ", ".join(words)
