@@ -142,6 +142,7 @@ def test_a_card_lists_every_recipe_of_its_history(tiny_db, tmp_path, datasets_di
     runs, models = tmp_path / "runs", tmp_path / "zoo"
     assert _train(tiny_db, runs, "--iters", "2").returncode == 0
     folder = zoo.export(runs / "r", "red10_denoise-s30", root=models, datasets=datasets_dir)
+    assert "&id" not in (folder / zoo.CARD).read_text()          # a first export: no YAML anchors either
     train_list, val_list = tiny_db
     r = cli("train", "--net", "red10", "--task", "denoise-s30", "--run", "ft", "--runs-dir", str(runs),
             "--data", str(train_list), "--val", str(val_list), "--snapshot-every", "2", "--no-progress",
@@ -154,4 +155,4 @@ def test_a_card_lists_every_recipe_of_its_history(tiny_db, tmp_path, datasets_di
     assert "from iteration 0 the recipe paper (lr 1e-4 constant); from iteration 2 the recipe finetune" in text
     assert "make train NET=red10 TASK=denoise SIGMA=30 ITERS=2\n" in text
     assert "ITERS=4 RUN=red10_denoise-s30-1 FROM_MODEL=checkpoints/red10_denoise-s30 RECIPE=finetune" in text
-    assert "&id" not in text
+    assert "&id" not in text and "&id" not in (runs.parent / "zoo" / "red10_denoise-s30" / zoo.CARD).read_text()

@@ -532,11 +532,11 @@ def _recipe_history(info: dict, summary: dict) -> list[dict]:
     every run before recipes were recorded trained with it)."""
     paper = recipes.RECIPES[recipes.DEFAULT].to_dict()
     own = {"from_iteration": int(info["sessions"][0].get("start_iter") or 0), "recipe": info.get("recipe") or paper}
+    import copy      # plain mappings in the card's YAML, not anchors to the same objects elsewhere in it
     if not summary.get("carried"):
-        return [own]
+        return [copy.deepcopy(own)]
     earlier = [dict(r) for r in summary["carried"].get("recipes") or [{"from_iteration": 0, "recipe": paper}]
                if r["from_iteration"] < own["from_iteration"]]
-    import copy      # plain mappings in the card's YAML, not anchors to the carried ones
     return copy.deepcopy(earlier if earlier and earlier[-1]["recipe"] == own["recipe"] else earlier + [own])
 
 
