@@ -74,12 +74,8 @@ def from_zoo(folder: Path) -> ModelSpec:
 def _about(iterations, recipe: dict | None, parent: dict | None, history: list | None = None) -> str:
     """``10,000 iterations, recipe paper (lr 1e-4 constant)`` (each recipe of its history with
     the iteration it began at), and where it was fine-tuned from."""
-    from .recipes import Recipe
-    if history and len(history) > 1:
-        how = "recipe " + ", then ".join(f"{Recipe.from_dict(h['recipe']).describe()} from {h['from_iteration']:,}"
-                                         for h in history)
-    else:
-        how = f"recipe {Recipe.from_dict(recipe).describe()}"
+    from .recipes import describe_history
+    how = describe_history(history, recipe)
     words = [f"{iterations:,} iterations" if isinstance(iterations, int) else "iterations unknown", how]
     if parent:
         words.append(f"fine-tuned from {parent.get('from')} at {parent.get('iteration'):,} iterations")

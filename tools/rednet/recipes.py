@@ -17,7 +17,8 @@ fields; the result is recorded as the recipe ``custom`` with its base.  Steps ar
 iterations, as Caffe counts them (a run started from a model at iteration N counts on from N).
 
 A run records its resolved recipe in ``run.json`` (``recipe``); resuming keeps it, and a
-different recipe on an existing run is refused (:func:`check_resume`).
+different recipe on an existing run is refused (:func:`for_run`); :func:`describe_history`
+phrases the recipes of a model's stretches (cards, the tables' notes).
 """
 from __future__ import annotations
 
@@ -91,6 +92,15 @@ class Recipe:
             how += " constant"
         name = f"{self.name} of {self.base}" if self.base else self.name
         return f"{name} ({how})"
+
+
+def describe_history(history: list | None, current: dict | None = None) -> str:
+    """``the recipe paper (lr 1e-4 constant)``, or for a model trained in stretches
+    (``[{from_iteration, recipe}]``) each with the iteration it began at."""
+    if not history or len(history) < 2:
+        return f"the recipe {Recipe.from_dict(current or (history[0]['recipe'] if history else None)).describe()}"
+    return "; ".join(f"from iteration {h['from_iteration']:,} the recipe {Recipe.from_dict(h['recipe']).describe()}"
+                     for h in history)
 
 
 def _lr(x: float) -> str:

@@ -544,17 +544,9 @@ def _recipe_of(card: dict) -> "recipes.Recipe":
     return recipes.Recipe.from_dict((card.get("solver") or {}).get("recipe"))
 
 
-def _recipe_phrase(card: dict) -> str:
-    return _recipe_of(card).describe()
-
-
 def _recipe_history_phrase(card: dict) -> str:
-    """``the recipe paper (lr 1e-4 constant)``, or each stretch with where it began."""
-    hist = (card.get("solver") or {}).get("recipes") or []
-    if len(hist) < 2:
-        return f"the recipe {_recipe_phrase(card)}"
-    return "; ".join(f"from iteration {h['from_iteration']:,} the recipe {recipes.Recipe.from_dict(h['recipe']).describe()}"
-                     for h in hist)
+    sol = card.get("solver") or {}
+    return recipes.describe_history(sol.get("recipes"), sol.get("recipe"))
 
 
 def _train_lines(card: dict, net: str, words: str, it: int) -> list[str]:
