@@ -10,7 +10,8 @@ q = '$(subst ','\'',$(1))'
 # ... and each word of a list (RUNS="a b"), one shell word each
 qw = $(foreach w,$(1),$(call q,$(w)))
 # (CAFFE=stock|fast is read by bin/caffe and bin/python: which Caffe build; docs/training.md)
-DATASETS ?= data/datasets
+# DATASETS=<folder> (default data/datasets): the benchmark images; Set5, Set14, Set12 and the
+# denoising extras ship in data/images, the BSD sets are fetched when a command needs them
 export DATASETS
 
 # the stamp that says set-up is complete (bin/python and bin/caffe work)

@@ -4,8 +4,9 @@
 # that says whether it is up to date; a matching, complete database returns at once, anything
 # else is rebuilt or finished (resuming from complete shards).
 
-BSDS300_URL ?= https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/bsds/BSDS300-images.tgz
-BSDS500_URL ?= https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/BSR/BSR_bsds500.tgz
+# BSDS300_URL= / BSDS500_URL= (a mirror) reach every command through the environment: a
+# command that needs a missing BSD set fetches it from there (Berkeley's when unset).
+export BSDS300_URL BSDS500_URL
 
 # DB_DIR (default data/db) is where databases go; the nets read data/db/<task>/{train,val}.txt.
 # TASK=denoise SIGMA=30 | SIGMA=mixed | TASK=sr SCALE=3 | SCALE=mixed | TASK=<task name>
@@ -39,8 +40,8 @@ data:
 	$(PY) -m rednet data --task $(call q,$(DATA_TASK)) --out $(call q,$(DB_DIR)/$(DATA_TASK)) --workers $(call q,$(DATA_WORKERS)) $(DATA_ARGS)
 endif
 
-datasets: ## download the official BSDS300/BSDS500 archives into $(DATASETS), verified per file (BSDS300_URL=, BSDS500_URL=)
-	$(PY) -m rednet datasets download --bsds300-url $(call q,$(BSDS300_URL)) --bsds500-url $(call q,$(BSDS500_URL))
+datasets: ## fetch BSD300, BSD200 (Berkeley's archives) and BSD100 into DATASETS (default data/datasets), verified per file
+	$(PY) -m rednet datasets download
 
 datasets-verify: ## check every benchmark image in $(DATASETS) against data/manifests (sha256)
 	$(PY) -m rednet datasets verify

@@ -1,8 +1,11 @@
 """Shared test fixtures.
 
 Benchmark images come from ``$DATASETS`` (CI passes ``DATASETS=../shared/datasets``).
-Tests that need them are skipped when it is unset, unless ``REDNET_REQUIRE_DATASETS=1``
-(set by CI), in which case a missing folder is a failure.
+Without it, the ``datasets_dir`` fixture is the images that ship with the project
+(data/images: Set5, Set14, Set12, denoise-extra) and a test that needs a BSD set is skipped
+with the reason (the :class:`rednet.datasets.SetMissing` it raised, or the ``bsd_datasets``
+fixture), unless ``REDNET_REQUIRE_DATASETS=1`` (set by CI): then it is a failure.
+The tests never fetch from the network: ``REDNET_OFFLINE=1`` unless a test says otherwise.
 """
 from __future__ import annotations
 
@@ -15,6 +18,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
+os.environ.setdefault("REDNET_OFFLINE", "1")
+EMBEDDED = ROOT / "data" / "images"
+
+
+def _required() -> bool:
+    return os.environ.get("REDNET_REQUIRE_DATASETS") == "1"
 
 
 def pytest_addoption(parser):
@@ -30,19 +39,58 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture(scope="session")
-def datasets_dir() -> Path:
-    """The benchmark image folder ($DATASETS, resolved against the repo root)."""
+def _skip_missing_bsd(outcome) -> None:
+    """A test (or its fixture) that stops on a BSD set that is not there (no DATASETS, no
+    fetching) is skipped with that one line as the reason; with REDNET_REQUIRE_DATASETS=1 it
+    fails."""
+    from rednet.datasets import SetMissing
+    exc = outcome.excinfo[1] if outcome.excinfo else None
+    if isinstance(exc, SetMissing) and not _required() and not _given_datasets():
+        outcome.force_exception(pytest.skip.Exception(f"needs a BSD set: {exc}", _use_item_location=True))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    _skip_missing_bsd((yield))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    _skip_missing_bsd((yield))
+
+
+def _given_datasets() -> Path | None:
     p = os.environ.get("DATASETS")
     if p:
         path = Path(p)
         if not path.is_absolute():
             path = (ROOT / path) if (ROOT / path).exists() else path.resolve()
-        if path.is_dir() and (path / "Set5").is_dir():
+        if path.is_dir() and (path / "BSD300").is_dir():
             return path
-    if os.environ.get("REDNET_REQUIRE_DATASETS") == "1":
-        pytest.fail(f"DATASETS={p!r} is not a benchmark image folder (REDNET_REQUIRE_DATASETS=1)")
-    pytest.skip("benchmark images not available: set DATASETS=/path/to/datasets")
+    return None
+
+
+@pytest.fixture(scope="session")
+def datasets_dir() -> Path:
+    """The benchmark image folder ($DATASETS, resolved against the repo root); without it
+    the images that ship with the project (data/images, no BSD sets)."""
+    path = _given_datasets()
+    if path is not None:
+        return path
+    if _required():
+        pytest.fail(f"DATASETS={os.environ.get('DATASETS')!r} is not a benchmark image folder "
+                    f"(REDNET_REQUIRE_DATASETS=1)")
+    return EMBEDDED
+
+
+@pytest.fixture(scope="session")
+def bsd_datasets(datasets_dir) -> Path:
+    """A datasets folder with the BSD sets (BSD300, BSD200, BSD100): $DATASETS; skipped
+    with the reason where there is none (a failure under REDNET_REQUIRE_DATASETS=1)."""
+    if datasets_dir == EMBEDDED:
+        pytest.skip("needs the BSD sets (BSD300, BSD200, BSD100), which do not ship with the "
+                    "project: set DATASETS=/path/to/datasets")
+    return datasets_dir
 
 
 @pytest.fixture(scope="session")

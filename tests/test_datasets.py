@@ -116,14 +116,14 @@ def test_denoise14_halves_the_512_images_with_matlab_bicubic(datasets_dir):
             D.load_set("denoise14", datasets_dir, extras=bad)
 
 
-def test_bsd100_is_a_crop_of_the_decoded_official_jpegs(datasets_dir):
+def test_bsd100_is_a_crop_of_the_decoded_official_jpegs(bsd_datasets):
     """Our JPEG decoding reproduces the decodes the benchmark PNGs were made from, exactly."""
-    mapping = (datasets_dir / "BSD100" / "mapping_img_to_bsd_id.txt").read_text().splitlines()[1:]
+    mapping = (bsd_datasets / "BSD100" / "mapping_img_to_bsd_id.txt").read_text().splitlines()[1:]
     assert len(mapping) == 100
     for line in mapping:
         fname, iid, _ = line.split()
-        png = load_image(datasets_dir / "BSD100" / fname)
-        jpg = load_image(datasets_dir / "BSD300" / "images" / "test" / f"{iid}.jpg")
+        png = load_image(bsd_datasets / "BSD100" / fname)
+        jpg = load_image(bsd_datasets / "BSD300" / "images" / "test" / f"{iid}.jpg")
         np.testing.assert_array_equal(png, jpg[: png.shape[0], : png.shape[1]])
 
 
@@ -186,10 +186,10 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def bsds500(datasets_dir):
+def bsds500(bsd_datasets):
     """An archive laid out like BSR_bsds500.tgz with the 200 official test JPEGs (+ noise)."""
     members = {f"BSR/BSDS500/data/images/test/{p.name}": p.read_bytes()
-               for p in sorted((datasets_dir / "BSD200").glob("*.jpg"))}
+               for p in sorted((bsd_datasets / "BSD200").glob("*.jpg"))}
     members["BSR/BSDS500/data/images/test/Thumbs.db"] = b"x"
     members["BSR/bench/README"] = b"not needed"
     return members
@@ -232,7 +232,7 @@ def test_download_wrong_file_in_archive(server, bsds500, tmp_path):
     assert not (root / "BSD200").exists()
 
 
-def test_download_broken_archive_and_missing_members(server, bsds500, datasets_dir, tmp_path):
+def test_download_broken_archive_and_missing_members(server, bsds500, bsd_datasets, tmp_path):
     blob = _tgz(bsds500)
     server.files["cut.tgz"] = blob[: len(blob) * 2 // 3]   # complete transfer of a cut archive
     root = tmp_path / "ds"
@@ -241,7 +241,7 @@ def test_download_broken_archive_and_missing_members(server, bsds500, datasets_d
     assert not (root / "BSD200").exists()
     # a BSDS300-like archive without the training JPEGs: named, nothing placed
     tests = {f"BSDS300/images/test/{p.name}": p.read_bytes()
-             for p in sorted((datasets_dir / "BSD300" / "images" / "test").glob("*.jpg"))}
+             for p in sorted((bsd_datasets / "BSD300" / "images" / "test").glob("*.jpg"))}
     server.files["bsds300.tgz"] = _tgz(tests)
     with pytest.raises(UserError, match=r"200 expected files missing, e\.g\. BSDS300/images/train/"):
         D.download(root, sets=("BSD300",), bsds300_url=server.url + "bsds300.tgz", progress=False)
@@ -250,10 +250,10 @@ def test_download_broken_archive_and_missing_members(server, bsds500, datasets_d
         D.download(root, sets=("BSD300",), bsds300_url=server.url + "missing.tgz", progress=False)
 
 
-def test_downloaded_jpegs_count_as_bsd300(datasets_dir, tmp_path):
+def test_downloaded_jpegs_count_as_bsd300(bsd_datasets, tmp_path):
     """Training images as the official JPEGs (what `download` writes) are accepted and
     checked against Berkeley's hashes; the PNG decodes are checked against our manifest."""
-    root = _copy_sets(datasets_dir, tmp_path, ["BSD300"])
+    root = _copy_sets(bsd_datasets, tmp_path, ["BSD300"])
     png = root / "BSD300" / "images" / "train" / "2092.png"
     png.unlink()
     official = D.official_bsds300()["BSD300/images/train/2092.jpg"][0]

@@ -138,13 +138,13 @@ def read_only_dir(tmp_path):
 TINY = ["--max-images", "3", "--stride", "25", "--shard-size", "100", "--workers", "1"]
 
 
-def test_a_second_builder_of_the_same_folder_is_refused(datasets_dir, tmp_path):
+def test_a_second_builder_of_the_same_folder_is_refused(bsd_datasets, tmp_path):
     """Two `rednet data` on one folder with different settings (NOISE_REPEATS=3 and 2): the
     first is frozen (SIGSTOP) in the middle of writing its shards, so the race is certain; the
     second is refused with one line, and the first, resumed, leaves a database of its own
     configuration only.  Without the lock both exit 0 and the folder mixes their shards."""
     out = tmp_path / "db"
-    first = subprocess.Popen([PY, "-m", "rednet", *data_args(out, datasets_dir, *TINY, "--noise-repeats", "3")],
+    first = subprocess.Popen([PY, "-m", "rednet", *data_args(out, bsd_datasets, *TINY, "--noise-repeats", "3")],
                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              start_new_session=True)
     try:
@@ -152,7 +152,7 @@ def test_a_second_builder_of_the_same_folder_is_refused(datasets_dir, tmp_path):
         os.killpg(first.pid, signal.SIGSTOP)
         assert first.poll() is None, "the first build ended too soon"
         try:
-            second = cli(*data_args(out, datasets_dir, *TINY, "--noise-repeats", "2"))
+            second = cli(*data_args(out, bsd_datasets, *TINY, "--noise-repeats", "2"))
         finally:
             os.killpg(first.pid, signal.SIGCONT)
         o, e = first.communicate(timeout=300)
@@ -171,7 +171,7 @@ def test_a_second_builder_of_the_same_folder_is_refused(datasets_dir, tmp_path):
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         before = sorted(p.name for p in out.iterdir())
-        one_error_line(cli(*data_args(out, datasets_dir, *TINY, "--noise-repeats", "2")), "another `rednet data`")
+        one_error_line(cli(*data_args(out, bsd_datasets, *TINY, "--noise-repeats", "2")), "another `rednet data`")
         assert sorted(p.name for p in out.iterdir()) == before
     finally:
         os.close(fd)
@@ -218,12 +218,12 @@ def test_shard_content_is_unchanged_by_the_hash(datasets_dir, tmp_path):
 
 
 # --------------------------------------------------------------------------- item 2: a worker killed mid-build
-def test_a_killed_worker_fails_fast_and_the_rerun_resumes(datasets_dir, tmp_path):
+def test_a_killed_worker_fails_fast_and_the_rerun_resumes(bsd_datasets, tmp_path):
     """SIGKILL one pool worker (what the out-of-memory killer does) while shards are being
     written: the build stops at once with one line (multiprocessing.Pool waited for ever at
     100 %), no temporary file is left, and the rerun keeps the complete shards."""
     out = tmp_path / "db"
-    args = data_args(out, datasets_dir, "--max-images", "8", "--stride", "20", "--noise-repeats", "2",
+    args = data_args(out, bsd_datasets, "--max-images", "8", "--stride", "20", "--noise-repeats", "2",
                      "--shard-size", "300", "--workers", "2")
     proc = subprocess.Popen([PY, "-m", "rednet", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -258,11 +258,11 @@ def test_a_killed_worker_fails_fast_and_the_rerun_resumes(datasets_dir, tmp_path
 
 
 # --------------------------------------------------------------------------- item 3: read-only and full disks
-def test_data_into_a_read_only_folder(read_only_dir, datasets_dir):
+def test_data_into_a_read_only_folder(read_only_dir, bsd_datasets):
     """Named in one line before the sources are read (before: a traceback from mkdir after
     the images were prepared)."""
     for out in (read_only_dir / "db", read_only_dir / "existing"):
-        one_error_line(cli(*data_args(out, datasets_dir, *TINY)), str(out), "Read-only file system")
+        one_error_line(cli(*data_args(out, bsd_datasets, *TINY)), str(out), "Read-only file system")
     assert sorted(p.name for p in read_only_dir.rglob("*")) == ["existing", "keep.txt"]
 
 
@@ -287,20 +287,20 @@ def test_train_into_a_read_only_runs_dir(read_only_dir, tmp_path):
     assert sorted(p.name for p in read_only_dir.rglob("*")) == ["existing", "keep.txt"]
 
 
-def test_data_on_a_full_disk(datasets_dir, tmp_path, capsys, monkeypatch):
+def test_data_on_a_full_disk(bsd_datasets, tmp_path, capsys, monkeypatch):
     """A disk too small is refused before anything is computed; a disk that fills up during
     the build (another writer took the room after the check: simulated by hiding the real
     free space from the check) stops with one line, keeps the complete shards, leaves no
     temporary file and no list file.  Before: a worker's OSError traceback."""
     with _tmpfs(tmp_path / "full", "256k") as m:
-        rc = rednet_main(data_args(m / "db", datasets_dir, *TINY))
+        rc = rednet_main(data_args(m / "db", bsd_datasets, *TINY))
         one_error_line((rc, capsys.readouterr().err), "needs", "free on that disk")
         assert list(m.iterdir()) == []
     with _tmpfs(tmp_path / "small", "5m") as m:
         out = m / "db"
         monkeypatch.setattr(patches, "_free_bytes", lambda p: 100 << 30)
         for workers in ("1", "2"):
-            rc = rednet_main(data_args(out, datasets_dir, "--max-images", "3", "--stride", "25",
+            rc = rednet_main(data_args(out, bsd_datasets, "--max-images", "3", "--stride", "25",
                                        "--shard-size", "100", "--workers", workers))
             one_error_line((rc, capsys.readouterr().err), str(out), "disk full")
             assert not list(out.glob(".*")) and not (out / "train.txt").exists()

@@ -192,12 +192,12 @@ def test_validation_images_are_not_training_or_denoising_test_images(tiny, datas
     assert len(arr["data"]) == sum((h // 50) * (w // 50) for h, w in (g.shape for g in gray_val))
 
 
-def test_resume_after_kill_gives_the_same_database(datasets_dir, tmp_path):
+def test_resume_after_kill_gives_the_same_database(bsd_datasets, tmp_path):
     """SIGKILL a real build mid-way: no list file, only complete shards; a rerun finishes
     with the same bytes as an uninterrupted build."""
     out = tmp_path / "killed"
     cmd = [str(ROOT / "bin" / "python"), "-m", "rednet", "data", "--task", "denoise-s10",
-           "--out", str(out), "--datasets", str(datasets_dir), "--max-images", "30",
+           "--out", str(out), "--datasets", str(bsd_datasets), "--max-images", "30",
            "--stride", "20", "--noise-repeats", "2", "--shard-size", "300", "--workers", "1", "--quiet"]
     proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
     try:
@@ -217,7 +217,7 @@ def test_resume_after_kill_gives_the_same_database(datasets_dir, tmp_path):
     assert r.returncode == 0, r.stderr
     assert all(p.stat().st_mtime_ns == m for p, m in mtimes.items())   # kept, not rebuilt
     assert not list(out.glob(".*.tmp.*"))
-    fresh = patches.build_db("denoise-s10", tmp_path / "fresh", datasets=datasets_dir, max_images=30,
+    fresh = patches.build_db("denoise-s10", tmp_path / "fresh", datasets=bsd_datasets, max_images=30,
                              stride=20, noise_repeats=2, shard_size=300, workers=2, progress=False)
     a, b = _arrays(out / "train.txt"), _arrays(fresh)
     assert a["data"].tobytes() == b["data"].tobytes() and a["label"].tobytes() == b["label"].tobytes()
@@ -266,7 +266,9 @@ def _cli(args, capsys):
     (["--task", "sr", "--scale", "mixed", "--noise-repeats", "2"], "super-resolution pairs have no noise"),
     (["--task", "denoise-s30", "--max-patches", "0"], "max_patches=0"),
 ])
-def test_bad_input_one_line_nothing_written(args, message, datasets_dir, tmp_path, capsys):
+def test_bad_input_one_line_nothing_written(args, message, datasets_dir, tmp_path, capsys, request):
+    if "smaller than" in message:    # said after the images' sizes are read
+        request.getfixturevalue("bsd_datasets")
     out = tmp_path / "db"
     rc, err = _cli([*args, "--out", str(out), "--datasets", str(datasets_dir), "--quiet",
                     "--max-images", "2"], capsys)
@@ -274,14 +276,14 @@ def test_bad_input_one_line_nothing_written(args, message, datasets_dir, tmp_pat
     assert not out.exists()
 
 
-def test_missing_datasets_folder_and_undecodable_image(datasets_dir, tmp_path, capsys):
+def test_missing_datasets_folder_and_undecodable_image(bsd_datasets, tmp_path, capsys):
     out = tmp_path / "db"
     rc, err = _cli(["--task", "denoise-s30", "--out", str(out), "--datasets", str(tmp_path / "none")], capsys)
     assert rc == 2 and len(err) == 1 and "folder does not exist" in err[0]
     # a copy of the data with one training image that does not decode
     root = tmp_path / "ds"
     for f in ("BSD300", "Set5"):
-        shutil.copytree(datasets_dir / f, root / f)
+        shutil.copytree(bsd_datasets / f, root / f)
     victim = D.list_images("BSD300", root)[1]
     victim.write_bytes(victim.read_bytes()[:200])
     rc, err = _cli(["--task", "denoise-s30", "--out", str(out), "--datasets", str(root), "--quiet",
@@ -293,11 +295,11 @@ def test_missing_datasets_folder_and_undecodable_image(datasets_dir, tmp_path, c
     assert not out.exists()
 
 
-def test_refuses_to_start_without_disk_room(datasets_dir, tmp_path, monkeypatch):
+def test_refuses_to_start_without_disk_room(bsd_datasets, tmp_path, monkeypatch):
     monkeypatch.setattr(patches, "_free_bytes", lambda p: 10 << 20)
     out = tmp_path / "db"
     with pytest.raises(UserError, match="needs .* but only 10.5 MB is free"):
-        patches.build_db("denoise-s30", out, datasets=datasets_dir, max_images=2, progress=False)
+        patches.build_db("denoise-s30", out, datasets=bsd_datasets, max_images=2, progress=False)
     assert not out.exists()
 
 
@@ -307,57 +309,57 @@ def _make(*args, datasets_dir):
                           text=True, env=env)
 
 
-def test_make_preview_and_bad_levels(datasets_dir, tmp_path):
-    r = _make("data", "TASK=denoise", "SIGMA=30", "PREVIEW=1", f"DB_DIR={tmp_path}", datasets_dir=datasets_dir)
+def test_make_preview_and_bad_levels(bsd_datasets, tmp_path):
+    r = _make("data", "TASK=denoise", "SIGMA=30", "PREVIEW=1", f"DB_DIR={tmp_path}", datasets_dir=bsd_datasets)
     assert r.returncode == 0, r.stderr
     assert "517,500 patches from 300 images" in r.stdout
     for level in ("SCALE=7", "SIGMA=0"):
         task = "TASK=sr" if level.startswith("SCALE") else "TASK=denoise"
-        r = _make("data", task, level, f"DB_DIR={tmp_path}", datasets_dir=datasets_dir)
+        r = _make("data", task, level, f"DB_DIR={tmp_path}", datasets_dir=bsd_datasets)
         assert r.returncode != 0 and r.stderr.count("error: ") == 1, r.stderr
     assert list(tmp_path.rglob("*")) == []
-    r = _make("data", datasets_dir=datasets_dir)
+    r = _make("data", datasets_dir=bsd_datasets)
     assert r.returncode != 0 and "make data needs TASK=" in r.stderr
 
 
-def test_make_data_builds_once_and_again_when_a_knob_changes(datasets_dir, tmp_path):
+def test_make_data_builds_once_and_again_when_a_knob_changes(bsd_datasets, tmp_path):
     """`make data` always asks `rednet data`, and the database's config.json alone decides:
     an up-to-date database is left alone, a changed knob rebuilds it."""
     knobs = ["TASK=denoise", "SIGMA=7", "MAX_IMAGES=1", "NOISE_REPEATS=1", f"DB_DIR={tmp_path}"]
-    r = _make("data", *knobs, "STRIDE=100", datasets_dir=datasets_dir)
+    r = _make("data", *knobs, "STRIDE=100", datasets_dir=bsd_datasets)
     assert r.returncode == 0, r.stderr
     lst = tmp_path / "denoise-s7" / "train.txt"
     assert lst.is_file() and (lst.parent / "val.txt").is_file()
     m0 = lst.stat().st_mtime_ns
     shards0 = {p: p.stat().st_ino for p in lst.parent.glob("*.h5")}
     cfg0 = (lst.parent / "config.json").stat().st_mtime_ns
-    r = _make("data", *knobs, "STRIDE=100", datasets_dir=datasets_dir)
+    r = _make("data", *knobs, "STRIDE=100", datasets_dir=bsd_datasets)
     assert r.returncode == 0, r.stderr
     assert lst.stat().st_mtime_ns == m0                      # up to date: not rebuilt
     assert {p: p.stat().st_ino for p in lst.parent.glob("*.h5")} == shards0
     assert (lst.parent / "config.json").stat().st_mtime_ns == cfg0
     assert not list(tmp_path.glob(".args"))                  # no stamp beside the databases
-    r = _make("data", *knobs, "STRIDE=90", datasets_dir=datasets_dir)
+    r = _make("data", *knobs, "STRIDE=90", datasets_dir=bsd_datasets)
     assert r.returncode == 0 and "rednet data --task 'denoise-s7' --out" in r.stdout
     assert json.loads((lst.parent / "config.json").read_text())["stride"] == 90
-    h, w = load_image(D.list_images("BSD300", datasets_dir)[0]).shape[:2]
+    h, w = load_image(D.list_images("BSD300", bsd_datasets)[0]).shape[:2]
     assert len(_arrays(lst)["data"]) == ((h - 50) // 90 + 1) * ((w - 50) // 90 + 1)
 
 
-def test_make_data_follows_the_database_not_a_stamp(datasets_dir, tmp_path):
+def test_make_data_follows_the_database_not_a_stamp(bsd_datasets, tmp_path):
     """A database rebuilt with other knobs behind make's back (`rednet data` directly) is
     brought back to what `make data` asks for: make keeps no record of its own that could
     call it up to date."""
     knobs = ["TASK=denoise", "SIGMA=7", "MAX_IMAGES=1", "NOISE_REPEATS=1", "STRIDE=100", f"DB_DIR={tmp_path}"]
-    assert _make("data", *knobs, datasets_dir=datasets_dir).returncode == 0
+    assert _make("data", *knobs, datasets_dir=bsd_datasets).returncode == 0
     out = tmp_path / "denoise-s7"
-    assert rednet_main(["data", "--task", "denoise-s7", "--out", str(out), "--datasets", str(datasets_dir),
+    assert rednet_main(["data", "--task", "denoise-s7", "--out", str(out), "--datasets", str(bsd_datasets),
                         "--max-images", "1", "--noise-repeats", "1", "--stride", "90", "--quiet"]) == 0
     assert json.loads((out / "config.json").read_text())["stride"] == 90
-    r = _make("data", *knobs, datasets_dir=datasets_dir)
+    r = _make("data", *knobs, datasets_dir=bsd_datasets)
     assert r.returncode == 0, r.stderr
     assert json.loads((out / "config.json").read_text())["stride"] == 100
-    h, w = load_image(D.list_images("BSD300", datasets_dir)[0]).shape[:2]
+    h, w = load_image(D.list_images("BSD300", bsd_datasets)[0]).shape[:2]
     assert len(_arrays(out / "train.txt")["data"]) == ((h - 50) // 100 + 1) * ((w - 50) // 100 + 1)
 
 

@@ -180,9 +180,11 @@ TARGET_VARS = {
     "zoo-results": ["ZOO_NO_ENSEMBLE", "SEED", "TABLES"],
     "curves": ["RUNS"],
     "bench": ["BENCH_NETS"],
-    "demo": ["BLAS_CORE"],
+    "demo": ["BLAS_CORE", "LIMIT"],
     "datasets": ["BSDS300_URL", "BSDS500_URL"],
 }
+#: variables that reach the command through its environment (any command may fetch a set)
+ENV_VARS = ("BSDS300_URL", "BSDS500_URL")
 
 
 @pytest.mark.parametrize("target", sorted(TARGET_VARS))
@@ -192,7 +194,8 @@ def test_every_make_variable_reaches_the_command_as_one_word(target, tmp_path):
     dump = tmp_path / "argv.jsonl"
     recorder = tmp_path / "record.py"
     recorder.write_text("import json, os, sys\n"
-                        f"open({str(dump)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
+                        f"env = [os.environ.get(k, '') for k in {ENV_VARS!r}]\n"
+                        f"open({str(dump)!r}, 'a').write(json.dumps(sys.argv[1:] + env) + '\\n')\n")
     pwned = tmp_path / "PWNED"
     for var in TARGET_VARS[target]:
         value = EVIL.format(pwned=pwned)
@@ -208,7 +211,8 @@ def test_every_make_variable_reaches_the_command_as_one_word(target, tmp_path):
         want = value.replace("$$", "$")
         words = [w for call in calls for w in call]
         if var == "RUNS":      # a list: each of its words one argument
-            assert calls and want.split() == calls[0][-len(want.split()):], (calls, r.stderr)
+            argv = calls[0][: -len(ENV_VARS)] if calls else []
+            assert argv and want.split() == argv[-len(want.split()):], (calls, r.stderr)
         else:
             assert any(want in w for w in words), (target, var, calls, r.stderr)
 
@@ -222,10 +226,10 @@ def _tiny_run(db: Path, runs: Path, iters: int):
 
 
 @pytest.mark.datasets
-def test_resuming_on_a_rebuilt_database_is_refused(tmp_path, datasets_dir):
+def test_resuming_on_a_rebuilt_database_is_refused(tmp_path, bsd_datasets):
     """The issue's case: the database rebuilt with SEED=7 under the same names."""
     db, runs = tmp_path / "db", tmp_path / "runs"
-    build = ["data", "--task", "denoise-s30", "--out", str(db), "--datasets", str(datasets_dir), "--max-images", "1",
+    build = ["data", "--task", "denoise-s30", "--out", str(db), "--datasets", str(bsd_datasets), "--max-images", "1",
              "--max-patches", "40", "--noise-repeats", "1", "--quiet", "--workers", "1"]
     assert cli(*build).returncode == 0
     r = _tiny_run(db, runs, 2)
@@ -261,10 +265,10 @@ def test_the_snapshot_check_says_its_reserve_and_its_number_is_its_threshold():
         check_disk(Path("/tmp"), 300_000, 2, 5, free=need - 1)
 
 
-def test_the_database_check_says_its_reserve(tmp_path, datasets_dir):
+def test_the_database_check_says_its_reserve(tmp_path, bsd_datasets):
     from test_faults import _tmpfs
     with _tmpfs(tmp_path / "small", "40m") as m:
-        r = cli("data", "--task", "denoise-s30", "--out", str(m / "db"), "--datasets", str(datasets_dir),
+        r = cli("data", "--task", "denoise-s30", "--out", str(m / "db"), "--datasets", str(bsd_datasets),
                 "--max-images", "3", "--stride", "25", "--workers", "1", "--quiet")
         one_error_line(r, "the database needs", "64 MiB reserve", "but only")
 

@@ -413,7 +413,7 @@ def _toy_reading_db(toy: dict, db: Path) -> dict:
     return dict(toy, data=None, val=None)
 
 
-def test_train_builds_a_missing_database_with_the_defaults(toy, tmp_path, monkeypatch, datasets_dir, capsys):
+def test_train_builds_a_missing_database_with_the_defaults(toy, tmp_path, monkeypatch, bsd_datasets, capsys):
     """`rednet train` without the database of its task builds it: ``patches.build_db(task)``,
     the default (paper-scale) configuration, into data/db/<task>/, after saying what it builds;
     with --no-build it refuses, naming the same size."""

@@ -1,9 +1,12 @@
-"""The demo end to end (slow): real database from BSD300, RED10 trained by bin/caffe, Set12 scored
-with pycaffe.  Shortened (1.5 minutes of training, a small database) but every step is real."""
+"""The demo: its zoo leg on a fresh copy of the project without any datasets folder (the
+shipped models on the shipped images), and end to end (slow): the zoo leg, then a real
+database from BSD300, RED10 trained by bin/caffe, Set12 scored with pycaffe.  Shortened
+(one image per set; 1.5 minutes of training, a small database) but every step is real."""
 from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -26,7 +29,8 @@ def test_demo_end_to_end(datasets_dir, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     res = tmp_path / "results" / "demo"
     md = (res / "results.md").read_text()
-    rows = list(csv.DictReader(open(res / "results.csv")))
+    assert md.startswith("# Demo: the shipped models") and "# Demo, second leg: RED10 trained here" in md
+    rows = list(csv.DictReader(open(res / "training.csv")))
     assert len(rows) == 13 and rows[-1]["image"] == "average"
     iters = int(rows[0]["iterations"])
     assert iters > 0 and f"trained for {iters} iterations" in md
@@ -38,7 +42,7 @@ def test_demo_end_to_end(datasets_dir, tmp_path):
                          "--max-images", "20", "--max-patches", "2048", "--shard-size", "1024", "--no-progress"],
                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
     assert r2.returncode == 0, r2.stderr[-3000:]
-    assert int(list(csv.DictReader(open(res / "results.csv")))[0]["iterations"]) >= iters
+    assert int(list(csv.DictReader(open(res / "training.csv")))[0]["iterations"]) >= iters
 
 
 def test_demo_refuses_a_swapped_set12_image_before_training(datasets_dir, tmp_path):
@@ -64,3 +68,58 @@ def test_demo_refuses_a_swapped_set12_image_before_training(datasets_dir, tmp_pa
     assert "Set12/01.png" in r.stderr and "sha256" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists() and not (tmp_path / "db").exists()
+
+
+def _fresh_copy(dest: Path) -> Path:
+    """What a clone of this checkout holds (tracked and new files git does not ignore), with
+    the set-up (.venv, the Caffe builds) linked in: nothing of runs/, results/, data/db or a
+    datasets folder."""
+    names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
+                           capture_output=True).stdout.decode().split("\0")
+    for n in filter(None, names):
+        src = ROOT / n
+        if src.is_file():
+            (dest / n).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / n)
+    for d in (".venv", ".caffe", ".caffe-fast"):
+        if (ROOT / d).exists():
+            (dest / d).symlink_to(ROOT / d)
+    return dest
+
+
+def test_demo_on_a_fresh_clone_without_datasets_starts_from_the_zoo(tmp_path):
+    """`make demo` with no DATASETS and no network: the zoo leg writes its page from the
+    shipped models and images (here one image per set), the training leg is skipped with one
+    line naming the missing BSD300; each number is the cell the tables compute."""
+    clone = _fresh_copy(tmp_path / "clone")
+    env = {k: v for k, v in os.environ.items() if k not in ("DATASETS", "REFERENCE")}
+    env["REDNET_OFFLINE"] = "1"
+    r = subprocess.run(["make", "--no-print-directory", "demo", "LIMIT=1"], cwd=clone, env=env,
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    skipped = [l for l in r.stdout.splitlines() if "training leg skipped" in l]
+    assert len(skipped) == 1 and "BSD300: missing" in skipped[0] and "make datasets" in skipped[0]
+    res = clone / "results" / "demo"
+    md = (res / "results.md").read_text()
+    assert md.startswith("# Demo: the shipped models") and "first 1 images" in md
+    assert "Skipped:" in md and not (clone / "runs").exists() and not (clone / "data" / "db").exists()
+    cells = list(csv.DictReader(open(res / "zoo.csv")))
+    assert len(cells) == 7
+    done = [c for c in cells if c["psnr_one_pass"]]
+    shipped = {p.name for p in (ROOT / "models").iterdir() if (p / "readme.md").is_file()}
+    # every shipped model of these tasks restores at least one cell, each with its picture
+    used = {Path(c["weights"]).parent.name for c in done}
+    assert used == shipped & {"red10_denoise-s30", "red30_denoise-mixed", "red10_sr-x3", "red30_sr-mixed"}
+    for c in done:
+        pic = res / f"t{c['table']}_{c['dataset']}_{c['setting'].replace('=', '')}_{c['method']}.png"
+        assert pic.is_file() and pic.name in md, pic
+        assert f"{float(c['psnr_one_pass']):.2f}" in md
+    for c in cells:
+        if not c["psnr_one_pass"]:
+            assert c["missing"], c
+    # the numbers are the tables' own: the same cell computed here, one pass, first image
+    from rednet import tables as T
+    c = next(c for c in done if c["method"] == "RED10" and c["dataset"] == "denoise14")
+    cfg = T.EvalConfig(ensemble=False, zoo_only=True, limit=1, out=tmp_path / "cells")
+    cell = T.evaluate_cell(T.TABLES[int(c["table"])], c["dataset"], c["setting"], c["method"], cfg, {})
+    assert abs(cell.rows[0]["psnr"] - float(c["psnr_one_pass"])) < 1e-3

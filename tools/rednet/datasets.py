@@ -9,12 +9,21 @@ source of truth for which files a set has: a missing file is reported, not skipp
 The 200 BSDS300 training images may be the project's lossless PNG decodes
 (``images/train/<id>.png``) or the official JPEGs that ``download`` fetches
 (``images/train/<id>.jpg``, checked against the official Berkeley hashes).
+
+Where each set comes from: the datasets folder when it holds the set's folder; else the
+small sets (Set5, Set14, Set12, denoise-extra) from the copy shipped in ``data/images``
+(the same manifests check either copy); else the BSD sets are fetched into the datasets
+folder (BSD300, BSD200 from Berkeley's archives, BSD100 cut from BSD300's test JPEGs), or,
+offline or with ``REDNET_OFFLINE=1``, refused with one line naming what to put where.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
+import sys
 import tarfile
 import urllib.error
 import urllib.request
@@ -34,6 +43,12 @@ BSDS500_URL = ("https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/group
                "BSR_bsds500.tgz")
 
 FOLDERS = ("BSD300", "BSD200", "BSD100", "Set5", "Set14", "Set12", "denoise-extra")
+EMBEDDED = paths.EMBEDDED_IMAGES
+EMBEDDED_FOLDERS = ("Set5", "Set14", "Set12", "denoise-extra")     # shipped in data/images
+FETCHED_FOLDERS = ("BSD300", "BSD200", "BSD100")                    # fetched when missing
+# folders whose files may also be accepted by their decoded pixels (BSD100 cut here from
+# BSD300's JPEGs is a PNG of other bytes than the benchmark's): data/manifests/<f>_pixels.sha256
+PIXEL_FOLDERS = ("BSD100",)
 EXTRA_NAMES = ("hill", "fingerprint", "montage", "leaves", "fence")
 DENOISE14_DEFAULT_EXTRAS = ("fingerprint", "montage")
 NAMES = ("BSD300", "BSD300-train", "BSD300-test", "BSD200", "BSD100", "Set5", "Set14", "Set12",
@@ -88,6 +103,23 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def pixel_sha256(img: np.ndarray) -> str:
+    """sha256 of a decoded image: its shape, dtype and bytes (C order)."""
+    h = hashlib.sha256(f"{img.shape} {img.dtype}\n".encode())
+    h.update(np.ascontiguousarray(img).tobytes())
+    return h.hexdigest()
+
+
+_PIXELS: dict[str, dict[str, str]] = {}
+
+
+def _pixel_manifest(folder: str) -> dict[str, str]:
+    if folder not in _PIXELS:
+        p = MANIFESTS / f"{folder}_pixels.sha256"
+        _PIXELS[folder] = read_manifest(p) if folder in PIXEL_FOLDERS and p.is_file() else {}
+    return _PIXELS[folder]
+
+
 def write_manifests(root: Path) -> list[Path]:
     """Maintainer command: (re)write data/manifests/<folder>.sha256 from a trusted copy."""
     root = _root(root)
@@ -100,6 +132,12 @@ def write_manifests(root: Path) -> list[Path]:
         dest = MANIFESTS / f"{folder}.sha256"
         atomic_write_text(dest, "\n".join(lines) + "\n")
         written.append(dest)
+        if folder in PIXEL_FOLDERS:
+            pix = [f"{pixel_sha256(load_image(p))}  {p.relative_to(root).as_posix()}"
+                   for p in files if p.suffix.lower() in _IMAGE_EXT]
+            dest = MANIFESTS / f"{folder}_pixels.sha256"
+            atomic_write_text(dest, "\n".join(pix) + "\n")
+            written.append(dest)
     for src, name in (("BSD300/official_jpeg_sha256.txt", "official_BSDS300_jpeg_sha256.txt"),
                       ("BSD200/official_jpeg_sha256.txt", "official_BSDS500_test_jpeg_sha256.txt"),
                       ("BSD300/iids_train.txt", "BSD300_iids_train.txt"),
@@ -112,12 +150,33 @@ def write_manifests(root: Path) -> list[Path]:
 
 
 # --------------------------------------------------------------------------- registry
+class SetMissing(UserError):
+    """A set that is not shipped with the project is missing and could not be fetched."""
+
+
 def _root(root) -> Path:
+    """The datasets folder; one that was named (``DATASETS=``, ``--datasets``) must exist,
+    the default ``data/datasets`` is made when a set is fetched into it."""
     r = paths.datasets_dir(root)
-    if not r.is_dir():
+    if not r.is_dir() and r != paths.DEFAULT_DATASETS.resolve():
         raise UserError(f"DATASETS={r}: folder does not exist (give the benchmark image folder, "
-                        f"laid out as docs/data.md says, or run `make datasets`)")
+                        f"laid out as docs/data.md says, or leave DATASETS unset: the small sets "
+                        f"ship in data/images and the BSD sets are fetched into data/datasets)")
     return r
+
+
+def source_of(folder: str, root, allow_fetch: bool = True) -> Path:
+    """The folder that holds ``folder``: ``root`` when it has it; else data/images for the
+    sets shipped with the project; else ``root`` after fetching the set into it
+    (:func:`fetch`; ``allow_fetch=False``: without trying)."""
+    root = _root(root)
+    if (root / folder).is_dir():
+        return root
+    if folder in EMBEDDED_FOLDERS:
+        return EMBEDDED
+    if allow_fetch:
+        fetch(folder, root)
+    return root
 
 
 def _ids(split: str) -> list[str]:
@@ -128,12 +187,14 @@ def _expected(name: str, root: Path, extras=None) -> list[tuple[Path, str]]:
     """(file, expected sha256) of every image of ``name``, in the set's order."""
     def from_folder(folder, select=None, key=None):
         man = _manifest(folder)
+        base = source_of(folder, root)
         rels = [r for r in man if r.lower().endswith(_IMAGE_EXT) and (select is None or select(r))]
         rels.sort(key=key)
-        return [(root / r, man[r]) for r in rels]
+        return [(base / r, man[r]) for r in rels]
 
     if name in ("BSD300", "BSD300-train", "BSD300-test"):
         man = _manifest("BSD300")
+        root = source_of("BSD300", root)
         official = official_bsds300()
         out = []
         for split in ("train", "test"):
@@ -185,9 +246,18 @@ def _verify_files(expected: list[tuple[Path, str]]) -> None:
             continue
         got = sha256_file(path)
         if got != digest:
-            raise UserError(f"{path}: sha256 {got} differs from the expected {digest} "
-                            f"(altered or wrong file)")
+            pixels = _pixel_manifest(path.parent.name).get(f"{path.parent.name}/{path.name}")
+            if pixels is None or _pixels_of(path) != pixels:
+                raise UserError(f"{path}: sha256 {got} differs from the expected {digest} "
+                                f"(altered or wrong file{'; its pixels differ too' if pixels else ''})")
         _VERIFIED[key] = True
+
+
+def _pixels_of(path: Path) -> str | None:
+    try:
+        return pixel_sha256(load_image(path))
+    except UserError:
+        return None
 
 
 def verify(name: str, root=None, *, extras=None) -> int:
@@ -283,16 +353,25 @@ def _extract(archive: Path, wanted: dict[str, tuple[str, int]], rename, staging:
     return found
 
 
-def download(root=None, *, sets=("BSD300", "BSD200"), bsds300_url: str = BSDS300_URL,
-             bsds500_url: str = BSDS500_URL, cache: Path | None = None, progress: bool = True) -> Path:
+def urls() -> tuple[str, str]:
+    """The BSDS300 and BSDS500 archive addresses: ``$BSDS300_URL`` / ``$BSDS500_URL`` (a
+    mirror), else Berkeley's."""
+    return (os.environ.get("BSDS300_URL") or BSDS300_URL, os.environ.get("BSDS500_URL") or BSDS500_URL)
+
+
+def download(root=None, *, sets=("BSD300", "BSD200", "BSD100"), bsds300_url: str | None = None,
+             bsds500_url: str | None = None, cache: Path | None = None, progress: bool = True) -> Path:
     """Download the official BSDS300 and BSDS500 archives into ``root`` (created), unpacking
     only the 300 BSDS300 JPEGs (BSD300/images/{train,test}/<id>.jpg) and the 200 BSDS500
     test JPEGs (BSD200/<id>.jpg), each checked against Berkeley's sha256 first.  Files are
     staged and moved into place only when an archive is complete and every file is right.
-    Set5, Set14, Set12 and denoise-extra have no official archive: copy them (docs/data.md).
+    BSD100 is cut from the BSD300 test JPEGs (:func:`derive_bsd100`).
+    Set5, Set14, Set12 and denoise-extra ship with the project (data/images).
     """
     root = paths.datasets_dir(root)
     root.mkdir(parents=True, exist_ok=True)
+    default300, default500 = urls()
+    bsds300_url, bsds500_url = bsds300_url or default300, bsds500_url or default500
     cache = Path(cache) if cache else root / ".download"
     jobs = [
         (bsds300_url, "BSDS300-images.tgz",
@@ -304,8 +383,13 @@ def download(root=None, *, sets=("BSD300", "BSD200"), bsds300_url: str = BSDS300
          lambda n: "BSD200/" + n.rsplit("/", 1)[1], "BSD200"),
     ]
     for url, fname, wanted, rename, folder in jobs:
-        if folder not in sets:
+        if folder not in sets and not (folder == "BSD300" and "BSD100" in sets
+                                       and not (root / "BSD300").is_dir()):
             continue
+        if folder == "BSD300" and (root / "BSD300").is_dir():
+            with contextlib.suppress(UserError):
+                verify("BSD300", root)      # complete already (PNG decodes or official JPEGs)
+                continue
         targets = [root / rename(m) for m in wanted]
         if all(t.is_file() for t in targets):
             _verify_files([(root / rename(m), d) for m, (d, _) in wanted.items()])
@@ -323,13 +407,100 @@ def download(root=None, *, sets=("BSD300", "BSD200"), bsds300_url: str = BSDS300
             # a bad archive is not kept (a retry downloads it again); a good one is done with
             archive.unlink(missing_ok=True)
             shutil.rmtree(staging, ignore_errors=True)
-    if "BSD300" not in sets:
-        return root
-    for split in ("train", "test"):
-        dest = root / "BSD300" / f"iids_{split}.txt"
-        if not dest.is_file():
-            atomic_write_text(dest, (MANIFESTS / f"BSD300_iids_{split}.txt").read_text())
+        if folder == "BSD300":
+            for split in ("train", "test"):
+                dest = root / "BSD300" / f"iids_{split}.txt"
+                if not dest.is_file():
+                    atomic_write_text(dest, (MANIFESTS / f"BSD300_iids_{split}.txt").read_text())
+    if "BSD100" in sets:
+        derive_bsd100(root, cache)
     return root
+
+
+def derive_bsd100(root=None, cache: Path | None = None) -> Path:
+    """BSD100 as the SR benchmark has it: each BSD300 test image (decoded as MATLAB reads
+    it) cut top-left to 480x320 / 320x480 (data/manifests/BSD100_mapping.txt), written as
+    PNG.  Each cut is checked against the benchmark PNGs' decoded pixels
+    (``BSD100_pixels.sha256``) before the folder is moved into place, whole."""
+    from PIL import Image
+    root = paths.datasets_dir(root)
+    dest = root / "BSD100"
+    if dest.is_dir():
+        return dest
+    tests = {p.stem: p for p in list_images("BSD300-test", root, verify=True)}
+    pixels = _pixel_manifest("BSD100")
+    lines = (MANIFESTS / "BSD100_mapping.txt").read_text().splitlines()
+    cache = Path(cache) if cache else root / ".download"
+    staging = cache / "staging-BSD100"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        for line in lines:
+            if not line.strip() or line.startswith("#"):
+                continue
+            fname, iid, size = line.split()[:3]
+            w, h = (int(v) for v in size.split("x"))
+            img = load_image(tests[iid])[:h, :w]
+            want = pixels.get(f"BSD100/{fname}")
+            if img.shape[:2] != (h, w) or pixel_sha256(img) != want:
+                raise UserError(f"{tests[iid]}: its {w}x{h} cut is not BSD100/{fname} (pixel sha256 "
+                                f"{pixel_sha256(img)}, expected {want})")
+            Image.fromarray(img).save(staging / fname, format="PNG")
+        (staging / "mapping_img_to_bsd_id.txt").write_text((MANIFESTS / "BSD100_mapping.txt").read_text())
+        os.replace(staging, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
+def offline() -> bool:
+    """``REDNET_OFFLINE=1``: never fetch (the test suite sets it)."""
+    return os.environ.get("REDNET_OFFLINE", "") not in ("", "0")
+
+
+@contextlib.contextmanager
+def _fetch_lock(root: Path):
+    """An exclusive lock on the datasets folder while a set is fetched into it: a second
+    command that needs the same set waits, then finds it in place."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with contextlib.suppress(OSError):      # a file system without flock: unlocked
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def fetch(folder: str, root=None, progress: bool = True) -> Path:
+    """Fetch the missing set ``folder`` (BSD300, BSD200 or BSD100) into the datasets folder;
+    raises :class:`SetMissing` (one line: what is missing, where to put it, which command
+    fetches it) when that is switched off or fails."""
+    root = paths.datasets_dir(root)
+    where = root / folder
+    named = "" if root == paths.DEFAULT_DATASETS.resolve() else f" DATASETS={root}"
+    how = (f"put a copy there (layout: docs/data.md), or fetch it with `make datasets{named}` "
+           f"where there is a network")
+    if folder not in FETCHED_FOLDERS:
+        raise SetMissing(f"{where}: missing")
+    if offline():
+        raise SetMissing(f"{where}: missing ({folder} does not ship with the project and "
+                         f"REDNET_OFFLINE=1 forbids fetching it); {how}")
+    try:
+        with _fetch_lock(root):
+            if not where.is_dir():         # else another command fetched it meanwhile
+                src = urls()[1] if folder == "BSD200" else urls()[0]
+                print(f"{folder}: not in {root}; fetching it from {src}", file=sys.stderr, flush=True)
+                download(root, sets=(folder,), progress=progress)
+    except (UserError, OSError) as e:
+        with contextlib.suppress(OSError):
+            (root / ".download").rmdir()           # only when empty: nothing half-fetched stays
+        if isinstance(e, SetMissing):
+            raise
+        why = (f"fetching it failed ({e})" if isinstance(e, UserError)
+               else f"it cannot be fetched there ({e.strerror or e})")
+        raise SetMissing(f"{where}: missing, and {why}; {how}") from None
+    return where
 
 
 # --------------------------------------------------------------------------- command line
@@ -346,7 +517,7 @@ def _cmd(args) -> int:
     elif args.action == "download":
         root = download(args.datasets, bsds300_url=args.bsds300_url, bsds500_url=args.bsds500_url,
                         progress=not args.quiet)
-        print(f"BSD300 and BSD200 verified in {root}")
+        print(f"BSD300, BSD200 and BSD100 verified in {root}")
     elif args.action == "manifest":
         for p in write_manifests(args.datasets):
             print(paths.rel(p))
@@ -364,7 +535,7 @@ def register(subparsers) -> None:
                                                     "else data/datasets)")
     p.add_argument("--extras", nargs=2, default=None, metavar="NAME",
                    help=f"the two extra denoise14 images (default {' '.join(DENOISE14_DEFAULT_EXTRAS)})")
-    p.add_argument("--bsds300-url", default=BSDS300_URL)
-    p.add_argument("--bsds500-url", default=BSDS500_URL)
+    p.add_argument("--bsds300-url", default=None, help="default $BSDS300_URL, else Berkeley's")
+    p.add_argument("--bsds500-url", default=None, help="default $BSDS500_URL, else Berkeley's")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd)

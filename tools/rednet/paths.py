@@ -1,7 +1,8 @@
 """Where things are: the repository root, the datasets folder, the caffe binary.
 
 Nothing here assumes a machine-specific location: datasets come from the ``DATASETS``
-environment variable (or a ``--datasets`` option) and default to ``data/datasets``.
+environment variable (or a ``--datasets`` option) and default to ``data/datasets``; the small
+test sets ship in ``data/images``.
 """
 from __future__ import annotations
 
@@ -19,12 +20,18 @@ DB = DATA / "db"
 CACHE = DATA / "cache"
 
 
+DEFAULT_DATASETS = DATA / "datasets"
+EMBEDDED_IMAGES = DATA / "images"      # Set5, Set14, Set12, denoise-extra, shipped with the project
+
+
 def datasets_dir(explicit: str | os.PathLike | None = None) -> Path:
     """The benchmark image folder: ``explicit``, else ``$DATASETS``, else ``data/datasets``.
 
     Relative paths are taken relative to the current directory (as a user types them).
+    The sets shipped with the project (data/images) are read from there unless this folder
+    holds its own copy; the BSD sets are fetched into it when missing (rednet.datasets).
     """
-    p = explicit or os.environ.get("DATASETS") or (DATA / "datasets")
+    p = explicit or os.environ.get("DATASETS") or DEFAULT_DATASETS
     return Path(p).expanduser().resolve()
 
 
