@@ -253,3 +253,32 @@ def test_bsd100_is_cut_from_bsd300_and_checked_by_its_pixels(bsd_datasets, tmp_p
     Image.fromarray(img).save(made[3])
     with pytest.raises(UserError, match=rf"{made[3].name}: sha256 .* its pixels differ too"):
         D.verify("BSD100", root)
+
+
+# --------------------------------------------------------------------------- the tables without the BSD sets
+def test_tables_offline_leave_the_bsd_cells_empty_with_the_reason(tmp_path):
+    empty = tmp_path / "ds"
+    empty.mkdir()
+    out = tmp_path / "out"
+    r = _rednet("tables", "--tables", "2", "--limit", "1", "--zoo-only", "--datasets", str(empty), "--out", str(out),
+                env_extra={"REDNET_OFFLINE": "1"})
+    assert r.returncode == 0, r.stderr
+    said = [l for l in r.stderr.splitlines() if "its cells are left empty" in l]
+    assert len(said) == 1 and "BSD200: missing" in said[0]          # said once, not per cell
+    md = (out / "tables.md").read_text()
+    assert "BSD200 is not in the datasets folder and could not be fetched" in md
+
+
+def test_zoo_results_refuses_before_computing_when_a_set_is_missing(tmp_path):
+    """What the project ships is never rewritten from a partial evaluation: a missing BSD set
+    stops `zoo-results` in one line before anything is computed or written."""
+    shipped = {p: p.read_bytes() for p in (ROOT / "docs" / "results").iterdir()}
+    cards = {p: p.read_bytes() for p in (ROOT / "models").glob("*/readme.md")}
+    empty = tmp_path / "ds"
+    empty.mkdir()
+    r = _rednet("zoo-results", "--datasets", str(empty), env_extra={"REDNET_OFFLINE": "1"})
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "zoo-results: the shipped results need every test set" in lines[0], r.stderr
+    assert "BSD100: missing" in lines[0] or "BSD200: missing" in lines[0]
+    assert {p: p.read_bytes() for p in shipped} == shipped and {p: p.read_bytes() for p in cards} == cards

@@ -35,6 +35,7 @@ import hashlib
 import io
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -176,6 +177,7 @@ class EvalConfig:
 
 
 _SETS: dict = {}
+_NOT_HERE: set = set()       # (set, datasets) found missing and not fetched in this process: tried once
 
 
 def load_images(dataset: str, cfg: EvalConfig) -> list[tuple[str, np.ndarray]]:
@@ -189,6 +191,9 @@ def load_images(dataset: str, cfg: EvalConfig) -> list[tuple[str, np.ndarray]]:
     key = json.dumps(cfg.dataset_params(dataset), sort_keys=True) + str(cfg.datasets)
     if key in _SETS:
         return _SETS[key]
+    if (dataset, str(cfg.datasets)) in _NOT_HERE:
+        from .datasets import SetMissing
+        raise SetMissing(f"{dataset}: not available (said above)")
     root = datasets_dir(cfg.datasets)
     if dataset == "denoise14":
         images = ds.load_set("denoise14", root, extras=cfg.denoise14_extras)
@@ -278,6 +283,17 @@ class NoImages(Missing):
     @property
     def text(self) -> str:
         return f"no images in {self.dataset}"
+
+
+@dataclass(frozen=True)
+class SetNotHere(Missing):
+    """A test set that is neither in the datasets folder nor could be fetched (offline)."""
+    dataset: str
+
+    @property
+    def text(self) -> str:
+        return (f"{self.dataset} is not in the datasets folder and could not be fetched "
+                f"(`make datasets`, docs/data.md)")
 
 
 # --------------------------------------------------------------------------- methods
@@ -481,7 +497,14 @@ def evaluate_cell(spec: TableSpec, dataset: str, setting: str, method: str, cfg:
             _write_cell(path, meta, record, cached)
     if cached is not None:
         return Cell(cached, prepared.what)
-    images = load_images(dataset, cfg)
+    from .datasets import SetMissing
+    try:
+        images = load_images(dataset, cfg)
+    except SetMissing as e:
+        if (dataset, str(cfg.datasets)) not in _NOT_HERE:
+            print(f"tables: {e}; its cells are left empty", file=sys.stderr, flush=True)
+            _NOT_HERE.add((dataset, str(cfg.datasets)))
+        return SetNotHere(dataset)
     if not images:
         return NoImages(dataset)
     desc = f"T{spec.number} {dataset} {setting} {method}"

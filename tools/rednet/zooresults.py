@@ -56,6 +56,12 @@ def run(cfg: tables.EvalConfig, single_out: Path = SINGLE, docs: Path = DOCS, ro
                         f"make tables evaluates with any setting into results/")
     for folder in (cfg.out, single_out, docs):
         check_writable(folder, rel(folder))
+    from . import datasets
+    for name in sorted({d for t in cfg.tables for d in tables.TABLES[t].datasets}):
+        try:                              # every set is here (or fetched now) before hours of work
+            datasets.list_images(name, cfg.datasets, extras=cfg.denoise14_extras)
+        except datasets.SetMissing as e:
+            raise UserError(f"zoo-results: the shipped results need every test set: {e}") from None
     cfg = dataclasses.replace(cfg, zoo_only=True)
     try:
         res = tables.run(cfg)
