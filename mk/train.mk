@@ -23,13 +23,17 @@ TRAIN_ARGS = $(if $(NET),--net $(call q,$(NET))) $(if $(TASK),--task $(call q,$(
              $(if $(LR_STEPS),--lr-steps $(call q,$(LR_STEPS))) $(if $(LR_GAMMA),--lr-gamma $(call q,$(LR_GAMMA))) \
              $(if $(filter 1 yes true,$(NO_BUILD)),--no-build)
 
-.PHONY: train curves bench demo
+.PHONY: train curves figures bench demo
 
 train: $(SETUP_STAMP) ## train NET=red10|red20|red30|red30-official|<net in gen/> TASK=denoise SIGMA=..|TASK=sr SCALE=.. [ITERS= RUN= RESUME=1 MINUTES= FROM_MODEL=models/<name> RECIPE=paper|step|finetune]
 	$(PY) -m rednet train $(TRAIN_ARGS)
 
 curves: $(SETUP_STAMP) ## runs/<name>/train.log -> curves.csv + results/curves/*.png [RUNS="name ..."] (Figure 3b)
 	$(PY) -m rednet curves $(call qw,$(RUNS))
+
+figures: $(SETUP_STAMP) ## Figure 3 (a, b, c) and Section 2.1.1: train every net (resumable), draw the panels -> docs/results/figures/ [FIGURES=a,b FIGURES_ITERS=N LIMIT=N -> results/figures/]
+	$(PY) -m rednet figures $(if $(FIGURES),--figures $(call q,$(FIGURES))) $(if $(FIGURES_ITERS),--iters $(call q,$(FIGURES_ITERS))) \
+	  $(if $(LIMIT),--limit $(call q,$(LIMIT)))
 
 bench: $(SETUP_STAMP) ## training throughput of red10/20/30/30-official vs the BLAS GEMM bound (~10 min; its small database needs DATASETS)
 	$(PY) -m rednet bench $(if $(BENCH_NETS),--nets $(call q,$(BENCH_NETS)))

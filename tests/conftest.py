@@ -132,6 +132,26 @@ def caffe():
     return _caffe
 
 
+# ------------------------------------------------------------------------ a fresh copy of the project
+def fresh_copy(dest: Path) -> Path:
+    """What a clone of this checkout holds (tracked and new files git does not ignore), with
+    the set-up (.venv, the Caffe builds) linked in: nothing of runs/, results/, data/db or a
+    datasets folder."""
+    import shutil
+    import subprocess
+    names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
+                           capture_output=True).stdout.decode().split("\0")
+    for n in filter(None, names):
+        src = ROOT / n
+        if src.is_file():
+            (dest / n).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / n)
+    for d in (".venv", ".caffe", ".caffe-fast"):
+        if (ROOT / d).exists():
+            (dest / d).symlink_to(ROOT / d)
+    return dest
+
+
 # ------------------------------------------------------------------------ a tiny HDF5 database
 SHARD_ROWS = (21, 13, 30, 9)      # uneven on purpose: batches of 16 cross shard boundaries
 PATCH = 16

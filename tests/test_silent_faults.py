@@ -179,6 +179,7 @@ TARGET_VARS = {
     "zoo-export": ["RUN", "NAME", "ZOO_ROOT"],
     "zoo-results": ["ZOO_NO_ENSEMBLE", "SEED", "TABLES"],
     "curves": ["RUNS"],
+    "figures": ["FIGURES", "FIGURES_ITERS", "LIMIT"],
     "bench": ["BENCH_NETS"],
     "demo": ["BLAS_CORE", "LIMIT"],
     "datasets": ["BSDS300_URL", "BSDS500_URL"],

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import fresh_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,28 +70,11 @@ def test_demo_refuses_a_swapped_set12_image_before_training(datasets_dir, tmp_pa
     assert not (tmp_path / "runs").exists() and not (tmp_path / "db").exists()
 
 
-def _fresh_copy(dest: Path) -> Path:
-    """What a clone of this checkout holds (tracked and new files git does not ignore), with
-    the set-up (.venv, the Caffe builds) linked in: nothing of runs/, results/, data/db or a
-    datasets folder."""
-    names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
-                           capture_output=True).stdout.decode().split("\0")
-    for n in filter(None, names):
-        src = ROOT / n
-        if src.is_file():
-            (dest / n).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / n)
-    for d in (".venv", ".caffe", ".caffe-fast"):
-        if (ROOT / d).exists():
-            (dest / d).symlink_to(ROOT / d)
-    return dest
-
-
 def test_demo_on_a_fresh_clone_without_datasets_starts_from_the_zoo(tmp_path):
     """`make demo` with no DATASETS and no network: the zoo leg writes its page from the
     shipped models and images (here one image per set), the training leg is skipped with one
     line naming the missing BSD300; each number is the cell the tables compute."""
-    clone = _fresh_copy(tmp_path / "clone")
+    clone = fresh_copy(tmp_path / "clone")
     env = {k: v for k, v in os.environ.items() if k not in ("DATASETS", "REFERENCE")}
     env["REDNET_OFFLINE"] = "1"
     r = subprocess.run(["make", "--no-print-directory", "demo", "LIMIT=1"], cwd=clone, env=env,

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "rednet.patches",    # data: build HDF5 patch databases
     "rednet.train",      # train: run the stock caffe binary
     "rednet.logparse",   # curves: logs to CSV and plots
+    "rednet.figures",    # figures: Figure 3 (a, b, c) and Section 2.1.1, retrained and drawn
     "rednet.bench",      # bench: throughput vs compute bound
     "rednet.restore",    # restore: restore one's own images
     "rednet.tables",     # tables: regenerate Tables 1-7

@@ -298,7 +298,7 @@ def _curves(run_dir: Path, folder: Path, title: str, earlier: bool, fixed: tuple
     from .runrecord import RunLayout
     table = parse_log(RunLayout(run_dir).log)
     # Caffe's EuclideanLoss = sum of squares / (2 N); per pixel MSE = 2 loss / (C H W)
-    pix = _val_patch_pixels(run_dir)
+    pix = val_patch_pixels(run_dir)
     rows = [(r.iteration, r.train_loss,
              10 * math.log10(pix / (2 * r.test_loss)) if r.test_loss else None)
             for r in (table.rows[k] for k in sorted(table.rows))]
@@ -340,7 +340,7 @@ def _curves(run_dir: Path, folder: Path, title: str, earlier: bool, fixed: tuple
             "same_patches_from": start if same else None, "patches_per_test": fixed[1] if same else None}
 
 
-def _val_patch_pixels(run_dir: Path) -> int:
+def val_patch_pixels(run_dir: Path) -> int:
     """C x H x W of one validation patch (from the run's first validation shard)."""
     import h5py
     from .runrecord import RunLayout
