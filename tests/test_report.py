@@ -59,11 +59,13 @@ def test_demo_results_tables(tmp_path):
     res = {"iterations": 500, "weights": "runs/demo/x.caffemodel", "rows": rows, "picture": None,
            "zoo": "red10_denoise-s30 (1,582 iterations)"}
     info = {"batch_size": 16, "sessions": [{"started": "2026-11-30T00:00:00", "ended": "2026-11-30T00:08:00"}]}
-    demo.write_results(res, info, tmp_path, False, {"patches": 2048})
+    lines = demo.training_section(res, info, tmp_path, False, {"patches": 2048})
+    demo.write_page(tmp_path, ["# first leg"], lines)
     md = (tmp_path / "results.md").read_text().splitlines()
+    assert md[0] == "# first leg" and "# Demo, second leg: RED10 trained here for a few minutes, Set12 at sigma = 30" in md
     assert ("| image | name | size | noisy input PSNR (dB) | RED10 PSNR (dB) | gain (dB) | zoo model (dB) |") in md
     assert "|---|---|---|---|---|---|---|" in md
     assert "| 01 | C.man | 256x256 | 18.50 | 26.00 | +7.50 | 27.00 |" in md
     assert "| **average** | | | **18.55** | **26.75** | **+8.20** | **27.50** |" in md
-    assert (tmp_path / "results.csv").read_bytes().splitlines(keepends=True)[-1] == \
+    assert (tmp_path / "training.csv").read_bytes().splitlines(keepends=True)[-1] == \
         b"average,,,18.5500,26.7500,8.2000,500,27.5000\r\n"

@@ -1,7 +1,7 @@
 """The one writer of the project's result tables: markdown and CSV text.
 
 ``tables`` (results/tables.md, .csv), ``bench`` (results/bench/bench.md, summary.csv) and
-``demo`` (results/demo/results.md, .csv) render their tables with these functions, so every
+``demo`` (results/demo/results.md, zoo.csv, training.csv) render their tables with these functions, so every
 table the project writes has the same form: ``| a | b |`` rows under a ``|---|---|`` rule.
 """
 from __future__ import annotations
