@@ -568,3 +568,28 @@ def test_a_preset_run_is_rendered_from_the_templates(tmp_path):
     assert info["sources"]["solver"] == "prototxt_templates/solver.prototxt.j2"
     assert info["sources"]["parameters"] == cfg.params() and info["iterations_trained"] == 2
     assert (run / "snapshots" / "red10_denoise-s30_iter_2.caffemodel").is_file()
+
+
+def test_a_run_can_test_more_often_and_keeps_it_on_resume(tmp_path):
+    """--test-interval (what `make figures` uses): the run's solver tests every N iterations,
+    run.json records it, a resumed session keeps it; the default stays the solver's 500."""
+    from rednet.logparse import parse_log
+    train_list = write_db(tmp_path / "db", seed=0)
+    val_list = write_db(tmp_path / "db", rows=(16,), seed=1, name="val")
+    runs = tmp_path / "runs"
+    base = ["train", "--net", "red10", "--task", "denoise-s30", "--run", "t", "--runs-dir", str(runs),
+            "--data", str(train_list), "--val", str(val_list), "--snapshot-every", "2", "--no-progress"]
+    r = cli(*base, "--iters", "4", "--test-interval", "2")
+    assert r.returncode == 0, r.stderr + r.stdout
+    run = runs / "t"
+    assert "test_interval: 2\n" in (run / "solver.prototxt").read_text()
+    assert json.loads((run / "run.json").read_text())["test_interval"] == 2
+    r = cli(*base, "--iters", "6")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "test_interval: 2\n" in (run / "solver.prototxt").read_text()
+    tested = [row.iteration for row in parse_log(run / "train.log").sorted_rows() if row.test_loss is not None]
+    assert tested == [0, 2, 4, 6]
+    r = cli(*base[:6], "u", *base[7:], "--iters", "2")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "test_interval: 500\n" in (runs / "u" / "solver.prototxt").read_text()
+    assert json.loads((runs / "u" / "run.json").read_text())["test_interval"] == 500

@@ -45,6 +45,7 @@ DEPLOY_HW = 64
 #: renders its own values, see :func:`render_solver`).
 MAX_ITER = 100000
 SNAPSHOT = 500
+TEST_INTERVAL = 500
 DISPLAY = 20
 #: Who wrote the files of gen/ and solvers/ (their first line).
 GEN_BY = "`bin/python -m rednet gen` (make nets)"
@@ -435,7 +436,8 @@ def render_train(cfg: NetConfig, task, phase: str, *, source: str | None = None,
 def render_solver(cfg: NetConfig, task, net_root: str | None = None, *, train_net: str | None = None,
                   test_net: str | None = None, snapshot_prefix: str | None = None, max_iter: int = MAX_ITER,
                   snapshot: int = SNAPSHOT, display: int = DISPLAY, solver_mode: str = "CPU",
-                  test_iter: int = TEST_ITER, by: str = GEN_BY, recipe=None) -> str:
+                  test_iter: int = TEST_ITER, by: str = GEN_BY, recipe=None,
+                  test_interval: int = TEST_INTERVAL) -> str:
     """The Adam solver for ``cfg`` on ``task`` (nets under ``net_root``, default gen/<net>).
 
     The keyword arguments are a run's own values (rednet.sources renders a run's solver with
@@ -452,7 +454,8 @@ def render_solver(cfg: NetConfig, task, net_root: str | None = None, *, train_ne
                    test_net=test_net or f"{root}/{task}/test.prototxt",
                    snapshot_prefix=snapshot_prefix or f"runs/{run}/snapshots/{run}", test_batch=TEST_BATCH,
                    train_batch=TRAIN_BATCH, max_iter=int(max_iter), snapshot=int(snapshot),
-                   display=int(display), solver_mode=solver_mode, test_iter=int(test_iter), recipe=recipe)
+                   display=int(display), solver_mode=solver_mode, test_iter=int(test_iter), recipe=recipe,
+                   test_interval=int(test_interval))
 
 
 def files_for(cfg: NetConfig, root: Path, tasks=None, out_dir: Path | None = None,

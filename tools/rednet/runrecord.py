@@ -222,6 +222,7 @@ class RunRecord(_Keyed):
     max_iter: int | None = None
     snapshot_every: int | None = None
     display: int | None = None
+    test_interval: int | None = None        # iterations between validation passes (None: older runs, 500)
     batch_size: int | None = None
     iter_size: int | None = None
     solver_type: str | None = None

@@ -311,6 +311,7 @@ class RunValues:
     display: int
     mode: str | None = None       # CPU, GPU, or None: the source's
     test_iter: int | None = None  # validation batches per test (None: the source's)
+    test_interval: int | None = None  # iterations between tests (None: the source's)
 
 
 @dataclass
@@ -333,7 +334,8 @@ def run_copies(src: Sources, v: RunValues) -> RunCopies:
         sol = netgen.render_solver(src.cfg, src.task, train_net=v.train_net, test_net=v.test_net,
                                    snapshot_prefix=v.snapshot_prefix, max_iter=v.max_iter, snapshot=v.snapshot,
                                    display=v.display, solver_mode=v.mode or "CPU", by=by, recipe=src.recipe,
-                                   **({"test_iter": v.test_iter} if v.test_iter else {}))
+                                   **({"test_iter": v.test_iter} if v.test_iter else {}),
+                                   **({"test_interval": v.test_interval} if v.test_interval else {}))
         tr, te = (netgen.render_train(src.cfg, src.task, phase, source=s, shuffle=False, by=by)
                   for phase, s in (("train", v.train_schedule), ("test", v.val_schedule)))
         return RunCopies(sol, tr, te, src.deploy_text(), True)
@@ -376,6 +378,8 @@ def _set_solver(sol, v: RunValues, has_test: bool) -> None:
     sol.display = v.display
     if v.mode:
         sol.solver_mode = sol.GPU if v.mode == "GPU" else sol.CPU
+    if has_test and v.test_interval:
+        sol.test_interval = v.test_interval
     if has_test and v.test_iter:
         del sol.test_iter[:]
         sol.test_iter.append(v.test_iter)

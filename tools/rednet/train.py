@@ -71,6 +71,7 @@ class RunPlan:
     display: int | None = None
     mode: str | None = None
     shuffle_seed: int | None = None
+    test_interval: int | None = None  # iterations between validation passes (None: the run's, else the solver's)
     env: dict | None = None           # caffe's environment (None: this process's)
     seed: Seed | None = None          # start a new run from committed weights (FROM_MODEL)
     moment_batches: int = moments.BATCHES   # ... with Adam's moments estimated from this many batches
@@ -141,6 +142,7 @@ def _run_values(sol, plan: RunPlan, record: RunRecord | None, val: ValPass | Non
     snapshot = plan.snapshot_every or (record.snapshot_every if record is not None else None) or sol.snapshot
     display = plan.display or (record.display if record is not None and record.display is not None
                                else sol.display)
+    test_interval = plan.test_interval or (record.test_interval if record is not None else None) or None
     where = src.described()["solver"]
     if sol.snapshot_format != sol.BINARYPROTO:
         raise UserError(f"{where}: snapshot_format HDF5 is not supported; use BINARYPROTO")
@@ -149,7 +151,7 @@ def _run_values(sol, plan: RunPlan, record: RunRecord | None, val: ValPass | Non
     return RunValues(plan.name, paths.rel(run.schedule("train")), paths.rel(run.schedule("val")),
                      paths.rel(run.train_net), paths.rel(run.test_net),
                      paths.rel(run.snapshot_prefix(src.net, src.task)), plan.max_iter, int(snapshot),
-                     int(display), plan.mode, val.test_iter if val is not None else None)
+                     int(display), plan.mode, val.test_iter if val is not None else None, test_interval)
 
 
 @dataclass
@@ -300,6 +302,7 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[RunRecord, int, P
     rec.max_iter = plan.max_iter
     rec.snapshot_every = int(run_sol.snapshot)
     rec.display = int(run_sol.display)
+    rec.test_interval = int(run_sol.test_interval) if run_sol.test_interval else None
     rec.batch_size = feed.batch
     rec.iter_size = max(1, run_sol.iter_size)
     rec.solver_type = run_sol.type
@@ -393,6 +396,7 @@ class SessionOptions:
     blas_core: str | None = None          # OPENBLAS_CORETYPE for caffe; "auto": OpenBLAS detects the CPU
     moment_batches: int = moments.BATCHES  # FROM_MODEL: batches that estimate Adam's moments (0: zero)
     recipe: "recipes.Recipe | None" = None   # RECIPE= / LR*= (None: the run's own, else the default)
+    test_interval: int | None = None      # validation interval (given now, else the run's, else the solver's)
 
 
 def train(net: str | None, task: str | None, *, iters: int | None = None, run: str | None = None,
@@ -458,7 +462,7 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
             print(f"{paths.rel(run_dir)}: already trained to iteration {done_at} (ITERS={iters}); nothing to do")
             return dict(old.to_dict(), status="done")          # (the run folder is left as it is)
     plan = RunPlan(name, run_dir, src, int(iters), opts.snapshot_every, opts.display, opts.mode, opts.shuffle_seed,
-                   env, seed, opts.moment_batches)
+                   opts.test_interval, env, seed, opts.moment_batches)
     with layout.locked():
         rec, start, state = prepare_record(plan, resume=resume)
         if start >= plan.max_iter:
@@ -558,7 +562,8 @@ def cmd_train(args) -> int:
                  options=SessionOptions(args.snapshot_every, args.display, args.mode,
                                         args.time_limit * 60 if args.time_limit else None, args.diverge_factor,
                                         not args.no_progress, args.shuffle_seed, args.blas_core, args.moment_batches,
-                                        recipes.select(args.recipe, args.lr, args.lr_steps, args.lr_gamma)))
+                                        recipes.select(args.recipe, args.lr, args.lr_steps, args.lr_gamma),
+                                        test_interval=args.test_interval))
     return 0 if info["status"] in ("done", "stopped") else 1
 
 
@@ -589,6 +594,8 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="require an existing run folder and resume it")
     p.add_argument("--snapshot-every", type=_positive_int, help="snapshot interval (default: the solver's)")
     p.add_argument("--display", type=_positive_int, help="log the loss every N iterations (default: the solver's)")
+    p.add_argument("--test-interval", type=_positive_int,
+                   help="a validation pass every N iterations (default: the run's, else the solver's, 500)")
     p.add_argument("--mode", choices=("CPU", "GPU"), help="solver_mode of the run (GPU needs a GPU build of Caffe)")
     p.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="stop (with a snapshot, resumable) after this many minutes")
