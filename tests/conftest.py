@@ -157,17 +157,18 @@ SHARD_ROWS = (21, 13, 30, 9)      # uneven on purpose: batches of 16 cross shard
 PATCH = 16
 
 
-def write_db(folder: Path, rows=SHARD_ROWS, seed=0, name="train") -> Path:
-    """A tiny denoising database: shards of clean 'label' and noisy 'data' patches."""
+def write_db(folder: Path, rows=SHARD_ROWS, seed=0, name="train", patch=PATCH, noise=0.1) -> Path:
+    """A tiny denoising database: shards of clean 'label' and noisy 'data' patches
+    (``patch`` x ``patch``, Gaussian noise of std ``noise``)."""
     import h5py
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     lines = []
     for k, n in enumerate(rows):
-        yy, xx = np.mgrid[0:PATCH, 0:PATCH] / PATCH
+        yy, xx = np.mgrid[0:patch, 0:patch] / patch
         phase = rng.uniform(0, 6.28, size=(n, 1, 1, 1))
         label = (0.5 + 0.4 * np.sin(3 * xx[None, None] + 2 * yy[None, None] + phase)).astype(np.float32)
-        data = (label + rng.normal(0, 0.1, label.shape)).astype(np.float32)
+        data = (label + rng.normal(0, noise, label.shape)).astype(np.float32)
         p = folder / f"{name}_{k:03d}.h5"
         with h5py.File(p, "w") as f:
             f["data"] = data
@@ -176,3 +177,53 @@ def write_db(folder: Path, rows=SHARD_ROWS, seed=0, name="train") -> Path:
     lst = folder / f"{name}.txt"
     lst.write_text("\n".join(lines) + "\n")
     return lst
+
+
+# ------------------------------------------------------------------------ archives over HTTP
+class ArchiveServer:
+    """A real HTTP server on 127.0.0.1 serving ``files`` (name -> bytes); ``hits`` lists the
+    names asked for.  A name in ``truncate`` announces the full Content-Length but sends only
+    half."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        self.files, self.truncate, self.hits = {}, set(), []
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                name = self.path.lstrip("/")
+                outer.hits.append(name)
+                if name not in outer.files:
+                    self.send_error(404)
+                    return
+                body = outer.files[name]
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2] if name in outer.truncate else body)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def tgz(members: dict[str, bytes]) -> bytes:
+    """A .tgz of ``members`` (archive path -> bytes), made in memory."""
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

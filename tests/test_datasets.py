@@ -5,16 +5,13 @@ local HTTP server on 127.0.0.1 serving archives the test builds from the officia
 """
 from __future__ import annotations
 
-import http.server
-import io
 import shutil
 import subprocess
-import tarfile
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ArchiveServer, tgz
 
 from rednet import datasets as D
 from rednet import matlab
@@ -136,51 +133,9 @@ def test_set14_modes_are_as_documented(datasets_dir):
 
 
 # --------------------------------------------------------------------------- download
-class _Server:
-    """A real HTTP server on 127.0.0.1 serving ``files`` (name -> bytes).  With
-    ``truncate`` set it announces the full Content-Length but sends only half."""
-
-    def __init__(self):
-        self.files, self.truncate = {}, set()
-        outer = self
-
-        class H(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                name = self.path.lstrip("/")
-                if name not in outer.files:
-                    self.send_error(404)
-                    return
-                body = outer.files[name]
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body[: len(body) // 2] if name in outer.truncate else body)
-
-            def log_message(self, *a):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def _tgz(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 @pytest.fixture(scope="module")
 def server():
-    s = _Server()
+    s = ArchiveServer()
     yield s
     s.close()
 
@@ -196,7 +151,7 @@ def bsds500(bsd_datasets):
 
 
 def test_download_unpacks_only_verified_files(server, bsds500, tmp_path):
-    server.files["good500.tgz"] = _tgz(bsds500)
+    server.files["good500.tgz"] = tgz(bsds500)
     root = tmp_path / "ds"
     D.download(root, sets=("BSD200",), bsds500_url=server.url + "good500.tgz", progress=False)
     assert sorted(p.name for p in (root / "BSD200").iterdir()) == sorted(
@@ -209,7 +164,7 @@ def test_download_unpacks_only_verified_files(server, bsds500, tmp_path):
 
 
 def test_download_truncated_transfer(server, bsds500, tmp_path):
-    server.files["short.tgz"] = _tgz(bsds500)
+    server.files["short.tgz"] = tgz(bsds500)
     server.truncate.add("short.tgz")
     root = tmp_path / "ds"
     with pytest.raises(UserError, match="truncated|interrupted") as e:
@@ -223,7 +178,7 @@ def test_download_wrong_file_in_archive(server, bsds500, tmp_path):
     members = dict(bsds500)
     bad = "BSR/BSDS500/data/images/test/100007.jpg"
     members[bad] = members[bad][:-100] + b"\0" * 100
-    server.files["wrong.tgz"] = _tgz(members)
+    server.files["wrong.tgz"] = tgz(members)
     root = tmp_path / "ds"
     official = D.official_bsds500_test()["BSD200/100007.jpg"][0]
     with pytest.raises(UserError) as e:
@@ -233,7 +188,7 @@ def test_download_wrong_file_in_archive(server, bsds500, tmp_path):
 
 
 def test_download_broken_archive_and_missing_members(server, bsds500, bsd_datasets, tmp_path):
-    blob = _tgz(bsds500)
+    blob = tgz(bsds500)
     server.files["cut.tgz"] = blob[: len(blob) * 2 // 3]   # complete transfer of a cut archive
     root = tmp_path / "ds"
     with pytest.raises(UserError, match="broken or truncated archive"):
@@ -242,7 +197,7 @@ def test_download_broken_archive_and_missing_members(server, bsds500, bsd_datase
     # a BSDS300-like archive without the training JPEGs: named, nothing placed
     tests = {f"BSDS300/images/test/{p.name}": p.read_bytes()
              for p in sorted((bsd_datasets / "BSD300" / "images" / "test").glob("*.jpg"))}
-    server.files["bsds300.tgz"] = _tgz(tests)
+    server.files["bsds300.tgz"] = tgz(tests)
     with pytest.raises(UserError, match=r"200 expected files missing, e\.g\. BSDS300/images/train/"):
         D.download(root, sets=("BSD300",), bsds300_url=server.url + "bsds300.tgz", progress=False)
     assert not (root / "BSD300").exists()

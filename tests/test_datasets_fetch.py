@@ -2,22 +2,20 @@
 
 The fetch tests run the real code path of a command that needs a missing set (urllib,
 tarfile, hashing, staging, the folder lock) in a subprocess, against a local HTTP server on
-127.0.0.1 serving an archive laid out like Berkeley's, built from the official JPEGs.
+127.0.0.1 (conftest.ArchiveServer) serving an archive laid out like Berkeley's, built from
+the official JPEGs.
 """
 from __future__ import annotations
 
-import http.server
-import io
 import os
 import re
 import shutil
 import subprocess
-import tarfile
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ArchiveServer, tgz
 
 from rednet import datasets as D
 from rednet import paths
@@ -123,53 +121,11 @@ def test_a_failed_fetch_is_one_line_and_leaves_nothing(tmp_path):
 
 
 # --------------------------------------------------------------------------- fetched from a server
-class _Server:
-    """A real HTTP server on 127.0.0.1 serving ``files`` (name -> bytes); counts requests."""
-
-    def __init__(self):
-        self.files, self.hits = {}, []
-        outer = self
-
-        class H(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                name = self.path.lstrip("/")
-                outer.hits.append(name)
-                if name not in outer.files:
-                    self.send_error(404)
-                    return
-                body = outer.files[name]
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *a):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture()
 def server():
-    s = _Server()
+    s = ArchiveServer()
     yield s
     s.close()
-
-
-def _tgz(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def _bsds500(bsd: Path) -> dict[str, bytes]:
@@ -179,7 +135,7 @@ def _bsds500(bsd: Path) -> dict[str, bytes]:
 
 
 def test_a_command_that_needs_a_missing_bsd_set_fetches_and_verifies_it(bsd_datasets, server, tmp_path):
-    server.files["bsr.tgz"] = _tgz(_bsds500(bsd_datasets))
+    server.files["bsr.tgz"] = tgz(_bsds500(bsd_datasets))
     root = tmp_path / "ds"
     root.mkdir()
     r = _rednet("datasets", "verify", "BSD200", "Set5", "--datasets", str(root),
@@ -201,8 +157,8 @@ def test_a_corrupt_download_is_refused_and_nothing_placed(bsd_datasets, server, 
     members = _bsds500(bsd_datasets)
     bad = "BSR/BSDS500/data/images/test/100007.jpg"
     members[bad] = members[bad][:-100] + b"\0" * 100
-    server.files["bad.tgz"] = _tgz(members)
-    blob = _tgz(_bsds500(bsd_datasets))
+    server.files["bad.tgz"] = tgz(members)
+    blob = tgz(_bsds500(bsd_datasets))
     server.files["cut.tgz"] = blob[: len(blob) // 2]
     official = D.official_bsds500_test()["BSD200/100007.jpg"][0]
     for name, expect in (("bad.tgz", f"100007.jpg: sha256 .* differs from the official {official}"),
@@ -218,7 +174,7 @@ def test_a_corrupt_download_is_refused_and_nothing_placed(bsd_datasets, server, 
 
 
 def test_two_commands_needing_the_same_missing_set_fetch_it_once(bsd_datasets, server, tmp_path):
-    server.files["bsr.tgz"] = _tgz(_bsds500(bsd_datasets))
+    server.files["bsr.tgz"] = tgz(_bsds500(bsd_datasets))
     root = tmp_path / "ds"
     root.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "DATASETS"}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import fresh_copy
+from conftest import fresh_copy, write_db
 
 from rednet import figures as F
 
@@ -23,21 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not (ROOT / ".caffe" / "env").is_file(), reason="Caffe not set up (make setup)")
 
 
-def _db(folder: Path, patch: int, rows: int = 16, seed: int = 0) -> None:
-    """data/db/<task>/{train,val}.txt with one shard each of ``rows`` noisy/clean pairs."""
-    import h5py
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    for split in ("train", "val"):
-        yy, xx = np.mgrid[0:patch, 0:patch] / patch
-        phase = rng.uniform(0, 6.28, size=(rows, 1, 1, 1))
-        label = (0.5 + 0.4 * np.sin(3 * xx[None, None] + 2 * yy[None, None] + phase)).astype(np.float32)
-        data = (label + rng.normal(0, 0.27, label.shape)).astype(np.float32)
-        shard = folder / f"{split}_000.h5"
-        with h5py.File(shard, "w") as f:
-            f["data"] = data
-            f["label"] = label
-        (folder / f"{split}.txt").write_text(f"{shard}\n")
+def _db(folder: Path, patch: int) -> None:
+    """data/db/<task>/{train,val}.txt: one shard each of 16 noisy/clean pairs."""
+    write_db(folder, rows=(16,), seed=0, name="train", patch=patch, noise=0.27)
+    write_db(folder, rows=(16,), seed=1, name="val", patch=patch, noise=0.27)
 
 
 def test_make_figures_end_to_end_at_a_tiny_budget(tmp_path):

@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from . import paths
-from .errors import UserError, atomic_path, atomic_write_text
+from .errors import UserError, atomic_write_bytes, atomic_write_text
+from .pictures import gray_panels
 from .report import csv_text, md_table
 
 SIGMA = 30
@@ -123,24 +124,14 @@ def _picture(out_dir: Path, row: dict, kind: str, level: int, restorer, cfg, met
         p_in, p_out = metrics.sr_scores(x, clean, level)[0], metrics.sr_scores(out, clean, level)[0]
         titles = (f"bicubic x{level}", row["method"])
     y0, x0 = _detailed_window(clean, CROP)
-    crop = lambda a: np.clip(np.asarray(a, dtype=np.float64)[y0:y0 + CROP, x0:x0 + CROP], 0, 1)
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3.5), dpi=100)
-    for ax, a, title in zip(axes, (crop(x), crop(out), crop(clean / 255.0)),
-                            (f"{titles[0]}: {p_in:.2f} dB", f"{titles[1]}: {p_out:.2f} dB", "ground truth")):
-        ax.imshow(a, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(title, fontsize=10)
-        ax.axis("off")
-    fig.suptitle(f"{DATASET_LABEL[row['dataset']]} {name}, {row['setting']} (Table {row['table']}); "
-                 f"PSNR of the whole image{', luminance' if kind == 'sr' else ''}; "
-                 f"{CROP}x{CROP} crop at ({x0}, {y0})", fontsize=9)
-    fig.tight_layout()
+    crop = lambda a: np.asarray(a, dtype=np.float64)[y0:y0 + CROP, x0:x0 + CROP]  # noqa: E731
+    png = gray_panels([(f"{titles[0]}: {p_in:.2f} dB", crop(x)), (f"{titles[1]}: {p_out:.2f} dB", crop(out)),
+                       ("ground truth", crop(clean / 255.0))],
+                      f"{DATASET_LABEL[row['dataset']]} {name}, {row['setting']} (Table {row['table']}); "
+                      f"PSNR of the whole image{', luminance' if kind == 'sr' else ''}; "
+                      f"{CROP}x{CROP} crop at ({x0}, {y0})")
     dest = out_dir / f"t{row['table']}_{row['dataset']}_{row['setting'].replace('=', '')}_{row['method']}.png"
-    with atomic_path(dest) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    atomic_write_bytes(dest, png)
     return dest
 
 
@@ -277,20 +268,10 @@ def _zoo_label(spec) -> str:
 
 
 def side_by_side(out_dir: Path, k, noisy, out, clean, p_in, p_out) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4.4), dpi=100)
-    for ax, img, title in zip(axes, (noisy, out, clean / 255.0),
-                              (f"noisy, sigma={SIGMA} ({p_in:.2f} dB)", f"RED10 ({p_out:.2f} dB)", "clean")):
-        ax.imshow(np.clip(img, 0, 1), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(title)
-        ax.axis("off")
-    fig.tight_layout()
+    png = gray_panels([(f"noisy, sigma={SIGMA} ({p_in:.2f} dB)", noisy), (f"RED10 ({p_out:.2f} dB)", out),
+                       ("clean", clean / 255.0)], width=4.0, height=4.4, fontsize=12)
     dest = out_dir / f"set12_{k}_{SET12_NAMES[int(k) - 1]}.png"
-    with atomic_path(dest) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    atomic_write_bytes(dest, png)
     return dest
 
 

@@ -301,13 +301,11 @@ def draw(exp: Experiment, res: dict, iters: int, machine: str, dest: Path) -> No
 def draw_images(exp: Experiment, runs: Path, datasets, dest: Path) -> None:
     """One validation image (Set5 baby, its top-left 243x243) at the panel's sigma restored by
     each net of 3(a), beside the noisy input and the clean image."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from . import metrics
     from .datasets import load_set
     from .imageio_ml import to_gray
     from .models import from_run
+    from .pictures import gray_panels
     from .restore import Restorer
     clean = to_gray(dict(load_set("Set5", datasets))["baby"])[:243, :243]
     noisy = metrics.add_noise(clean, exp.sigma, "Set5/baby")
@@ -317,14 +315,8 @@ def draw_images(exp: Experiment, runs: Path, datasets, dest: Path) -> None:
         out = Restorer(spec.deploy, spec.weights, progress=False).restore(noisy.astype(np.float32), False)
         panels.append((f"{c.label}: {metrics.denoise_scores(out, clean)[0]:.2f} dB", out))
     panels.append(("clean", clean / 255.0))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.4), dpi=100)
-    for ax, (title, img) in zip(axes, panels):
-        ax.imshow(np.clip(img, 0, 1), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(title, fontsize=8)
-        ax.axis("off")
-    fig.suptitle("Set5 baby (a validation image), top-left 243x243", fontsize=9)
-    fig.tight_layout()
-    _save(fig, dest)
+    _STAGED[dest] = gray_panels(panels, "Set5 baby (a validation image), top-left 243x243", height=3.4,
+                                fontsize=8)
 
 
 def _save(fig, dest: Path) -> None:
