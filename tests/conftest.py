@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 os.environ.setdefault("REDNET_OFFLINE", "1")
+# Under `make test DATASETS=...` make hands its command-line variables to every make a test
+# starts (MAKEFLAGS), where they would override the environment a test gives it (a clone
+# "without DATASETS" would still get the caller's relative path). Each make a test runs is a
+# top-level make configured by its environment alone; the values themselves stay in os.environ.
+for _var in ("MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKELEVEL"):
+    os.environ.pop(_var, None)
 EMBEDDED = ROOT / "data" / "images"
 
 
@@ -57,6 +64,19 @@ def pytest_runtest_setup(item):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
     _skip_missing_bsd((yield))
+
+
+@pytest.fixture(autouse=True)
+def _no_pool_left_waiting():
+    """A test must not leave a process pool's manager thread alive: the interpreter joins it at
+    exit, so one that waits for ever keeps the suite from ending after its summary (as a
+    worker killed mid-send once did; tests/test_patches.py)."""
+    yield
+    left = [t for t in threading.enumerate() if type(t).__name__ == "_ExecutorManagerThread"]
+    for t in left:
+        t.join(10)
+    assert not [t for t in left if t.is_alive()], \
+        "a process pool's manager thread outlived the test (the interpreter would wait for it at exit)"
 
 
 def _given_datasets() -> Path | None:

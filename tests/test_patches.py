@@ -436,3 +436,29 @@ def test_patch_size_tasks_and_the_figure_3a_database(datasets_dir, tmp_path):
     for lab, (i, y, x, li, r) in zip(arr["label"], arr["meta"]):
         np.testing.assert_array_equal(lab[0], (gray[y:y + 243, x:x + 243] / 255.0).astype(np.float32))
     assert json.loads((lst.parent / "config.json").read_text())["patch"] == 243
+
+
+def _large_result(i):
+    """A job whose result (48 MB) takes a worker most of its time to send, as a prepared
+    source image does."""
+    return np.full(12_000_000, i, dtype=np.float32)
+
+
+def test_an_error_leaves_no_pool_thread_waiting_for_ever():
+    """An error while the workers send large results (``_prepare``'s images): killing a
+    worker in the middle of its send left half a message in the result pipe, and the
+    executor's manager thread waited for the rest for ever; so did the interpreter at exit,
+    which joins that thread (a suite that printed its summary and never ended). The pool now
+    lets the running jobs end before it stops; every trial must leave no such thread."""
+    import multiprocessing as mp
+    import threading
+    for _ in range(4):
+        with pytest.raises(RuntimeError, match="stop"):
+            with patches._pool(mp.get_context("fork"), 2, {}, None) as pool:
+                for i, _r in enumerate(pool.map(_large_result, range(48))):
+                    if i == 2:
+                        raise RuntimeError("stop")
+        left = [t for t in threading.enumerate() if type(t).__name__ == "_ExecutorManagerThread"]
+        for t in left:
+            t.join(5)
+        assert not [t for t in left if t.is_alive()], "a pool's manager thread is still waiting"

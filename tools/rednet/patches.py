@@ -642,7 +642,10 @@ def _build(plan: Plan, fp: dict, workers: int, progress: bool) -> Path:
 class _pool:
     """A fork pool (``concurrent.futures``: a worker that dies, e.g. to the out-of-memory
     killer, breaks the pool with ``BrokenProcessPool`` instead of hanging it) whose workers get
-    ``state``; on errors the pending work is cancelled and the workers are killed."""
+    ``state``; on errors the pending work is cancelled, the running jobs end, and workers
+    that do not end within ``DRAIN_SECONDS`` are killed."""
+
+    DRAIN_SECONDS = 60
 
     def __init__(self, ctx, workers, state, q):
         self.p = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
@@ -655,8 +658,18 @@ class _pool:
         if et is None:
             self.p.shutdown(wait=True)
             return
+        # Cancel what has not started and let the running jobs end (seconds each) before
+        # anything is killed: a worker killed in the middle of sending its result (a prepared
+        # image is megabytes) leaves half a message in the result pipe, and the executor's
+        # manager thread then waits for the rest for ever, and the interpreter with it at exit
+        # (it joins that thread). Workers are killed only where they do not end in time.
         procs = list((getattr(self.p, "_processes", None) or {}).values())
+        manager = getattr(self.p, "_executor_manager_thread", None)
         self.p.shutdown(wait=False, cancel_futures=True)
+        if manager is not None:
+            manager.join(self.DRAIN_SECONDS)
+            if not manager.is_alive():
+                return
         for pr in procs:
             with contextlib.suppress(Exception):
                 pr.kill()
