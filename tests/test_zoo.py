@@ -156,13 +156,16 @@ def test_a_card_keeps_every_restart_of_its_history():
     assert again["restarts"] == [r1, r2] and again["sessions"] == 2
 
 
-@pytest.mark.parametrize("task, words", [("denoise-s30", "IN=noisy.png"), ("sr-x3", "IN=low-res.png")])
+@pytest.mark.parametrize("task, words", [("denoise-s30", "IN=noisy.png"), ("sr-x3", "IN=low-res.png"),
+                                         ("denoise-mixed", "IN=noisy.png"), ("sr-mixed", "IN=low-res.png")])
 def test_the_cards_restore_line_names_the_tasks_input(task, words):
-    """An SR card's restore line takes a low-resolution image, a denoising card's a noisy one."""
+    """An SR card's restore line takes a low-resolution image, a denoising card's a noisy one;
+    a mixed model's names one level of its span (make restore takes no SIGMA/SCALE=mixed)."""
     card = zoo.read_card(SHIPPED[0])
     card = dict(card, task=task)
     line = next(l for l in zoo._body(card).splitlines() if l.startswith("make restore"))
     assert words in line and ("SCALE=3" in line if task.startswith("sr") else "SIGMA=30" in line)
+    assert "=mixed" not in line
 
 
 def test_the_curve_says_from_when_its_tests_read_the_same_patches():

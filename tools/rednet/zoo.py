@@ -39,6 +39,7 @@ from . import paths, recipes
 from .datasets import sha256_file
 from .errors import UserError, atomic_path, atomic_write_text
 from .paths import ROOT, rel
+from .tasks import get_task
 
 ZOO = ROOT / "models"
 CHECKPOINTS = ROOT / "checkpoints"     # models short of their budget, kept for FROM_MODEL= (not searched by restore or tables)
@@ -483,6 +484,12 @@ def _body(card: dict) -> str:
     kind, level = task.split("-", 1)
     words = (f"TASK=denoise SIGMA={level[1:] if level.startswith('s') else level}" if kind == "denoise"
              else f"TASK=sr SCALE={level[1:] if level.startswith('x') else level}")
+    restore_words, restore_note = words, ""
+    if level == "mixed":           # one model for its whole span: restore names one level of it
+        levels = get_task(task).levels
+        name = "SIGMA" if kind == "denoise" else "SCALE"
+        restore_words = words.replace(f"{name}=mixed", f"{name}={levels[1]}")
+        restore_note = f"    # any {name} from {levels[0]} to {levels[-1]}"
     hours = t["wall_seconds"] / 3600
     lines = [
         f"# {card['name']}: {net}, {task}", "",
@@ -501,7 +508,8 @@ def _body(card: dict) -> str:
         "",
         "## Use it", "",
         "```sh",
-        f"make restore {_restore_files(kind)} {words} MODEL=models/{card['name']}/{card['caffemodel']}",
+        f"make restore {_restore_files(kind)} {restore_words} MODEL=models/{card['name']}/{card['caffemodel']}"
+        f"{restore_note}",
         "make tables        # fills the cells below (models/ is searched by default)",
         "```", "",
         "## Reproduce it", "",
