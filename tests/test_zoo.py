@@ -131,6 +131,10 @@ def test_a_new_run_continues_from_zoo_weights(tiny_run, datasets_dir):
     its = [int(line.split(",")[0]) for line in (folder / "curves.csv").read_text().splitlines()[1:]]
     assert its == sorted(its) and its[0] == 0 and its[-1] == 30     # the curve before the restart is kept
     assert card["validation"]["same_patches_from"] == 0     # ... and so is what its points measured
+    # exported elsewhere (checkpoints/ -> models/) once the card it restarted from was replaced
+    # by an earlier export of this run: that export's carried training is carried, once
+    moved = zoo.export(runs / "again", "seed", root=tmp / "models3", datasets=datasets_dir)
+    assert zoo.read_card(moved)["training"] == card["training"]
     # an existing run is not overwritten by a seed
     r = cli(*train_args(toy, runs, "again", "--iters", "40", "--from-model", str(folder)))
     assert r.returncode == 2 and "resumes from its own snapshots" in r.stderr

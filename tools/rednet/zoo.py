@@ -211,7 +211,9 @@ def _sessions_summary(info: dict, iteration: int, snapshot: Path) -> dict:
 
 def _parent_card(restart: dict) -> dict:
     """The card a run's first restart came from (FROM_MODEL=models/<name>), when its weights
-    are still those (else an empty dict)."""
+    are still those or it is an earlier export of that run (it carries the training before the
+    restart: a checkpoint exported again, then the run exported into models/); else an empty
+    dict."""
     folder = ROOT / str(restart.get("from", ""))
     if not restart.get("from") or not (folder / CARD).is_file():
         return {}
@@ -219,7 +221,9 @@ def _parent_card(restart: dict) -> dict:
         card = read_card(folder)
     except UserError:
         return {}
-    return card if card.get("sha1") == restart.get("weights_sha1") else {}
+    carried = ((card.get("training") or {}).get("carried") or {}).get("from_sha1")
+    sha1 = restart.get("weights_sha1")
+    return card if sha1 and sha1 in (card.get("sha1"), carried) else {}
 
 
 def _with_earlier_training(summary: dict, old: dict, task: str | None = None) -> dict:
