@@ -72,11 +72,16 @@ def _no_pool_left_waiting():
     exit, so one that waits for ever keeps the suite from ending after its summary (as a
     worker killed mid-send once did; tests/test_patches.py)."""
     yield
+    assert not pool_threads_waiting(10), \
+        "a process pool's manager thread outlived the test (the interpreter would wait for it at exit)"
+
+
+def pool_threads_waiting(timeout: float) -> list:
+    """The process pools' manager threads still alive after ``timeout`` seconds each."""
     left = [t for t in threading.enumerate() if type(t).__name__ == "_ExecutorManagerThread"]
     for t in left:
-        t.join(10)
-    assert not [t for t in left if t.is_alive()], \
-        "a process pool's manager thread outlived the test (the interpreter would wait for it at exit)"
+        t.join(timeout)
+    return [t for t in left if t.is_alive()]
 
 
 def _given_datasets() -> Path | None:

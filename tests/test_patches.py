@@ -451,14 +451,12 @@ def test_an_error_leaves_no_pool_thread_waiting_for_ever():
     which joins that thread (a suite that printed its summary and never ended). The pool now
     lets the running jobs end before it stops; every trial must leave no such thread."""
     import multiprocessing as mp
-    import threading
+
+    from conftest import pool_threads_waiting
     for _ in range(4):
         with pytest.raises(RuntimeError, match="stop"):
             with patches._pool(mp.get_context("fork"), 2, {}, None) as pool:
                 for i, _r in enumerate(pool.map(_large_result, range(48))):
                     if i == 2:
                         raise RuntimeError("stop")
-        left = [t for t in threading.enumerate() if type(t).__name__ == "_ExecutorManagerThread"]
-        for t in left:
-            t.join(5)
-        assert not [t for t in left if t.is_alive()], "a pool's manager thread is still waiting"
+        assert not pool_threads_waiting(5), "a pool's manager thread is still waiting"
