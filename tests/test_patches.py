@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from rednet import datasets as D
-from rednet import matlab, patches, paths
+from rednet import matlab, pairs, patches, paths
 from rednet.__main__ import main as rednet_main
 from rednet.errors import UserError
 from rednet.imageio_ml import load_image, to_gray, to_luma
@@ -180,7 +180,7 @@ def test_sr_input_is_matlab_bicubic_down_up_of_the_label(task, datasets_dir, tmp
 
 def test_validation_images_are_not_training_or_denoising_test_images(tiny, datasets_dir):
     cfg = patches.make_config("denoise-s30", datasets=datasets_dir)
-    val = patches.source_files(cfg, "val")
+    val = pairs.source_files(cfg, "val")
     assert [p.stem for p in val] == ["baby", "bird", "head", "woman"]
     test_sets = D.load_set("denoise14", datasets_dir) + D.load_set("BSD200", datasets_dir)
     train = D.load_set("BSD300", datasets_dir)
@@ -244,6 +244,29 @@ def test_up_to_date_rebuild_is_a_no_op_and_a_new_config_replaces(tiny, datasets_
     assert len(_arrays(lst)["data"]) == 3 * 9 * 6 * 2
     assert json.loads((out / "config.json").read_text())["stride"] == 50
     assert len(list(out.glob("train_*.h5"))) == len(patches.read_list(lst))
+
+
+def test_the_code_digest_follows_the_pairs_not_the_builder(tmp_path):
+    """A database's ``code`` digest covers the code that decides a pair's values (pairs.py,
+    imageio_ml.py, matlab.py): an edit of any of them makes every database stale; an edit of
+    the builder (the pool, the locks, the shard writer in patches.py) does not, so a rebuilt
+    database keeps its fingerprint and the runs made on it still resume. (Before, patches.py
+    was hashed whole: a fix in its process pool changed every database's fingerprint.)"""
+    pkg = Path(patches.__file__).resolve().parent
+    for f in pkg.glob("*.py"):
+        shutil.copy(f, tmp_path / f.name)
+    base = patches._code_digest(tmp_path)
+    assert base == patches._code_digest() == patches.make_config("denoise-s30", datasets=ROOT).code
+    with open(tmp_path / "patches.py", "a") as f:
+        f.write("\n# the builder changed\n")
+    assert patches._code_digest(tmp_path) == base
+    for name in ("pairs.py", "imageio_ml.py", "matlab.py"):
+        shutil.copy(pkg / name, tmp_path / name)
+        with open(tmp_path / name, "a") as f:
+            f.write("\n# a pair changed\n")
+        assert patches._code_digest(tmp_path) != base, name
+        shutil.copy(pkg / name, tmp_path / name)
+    assert patches._code_digest(tmp_path) == base
 
 
 # --------------------------------------------------------------------------- bad input
@@ -392,8 +415,8 @@ def test_dihedral_augmentation_transforms_input_and_label_together(datasets_dir,
     for k, m in enumerate(a["meta"]):
         j = by_meta[tuple(m)]
         found = [t for t in range(8)
-                 if np.array_equal(a["label"][k, 0], patches._dihedral(p["label"][j, 0], t))
-                 and np.array_equal(a["data"][k, 0], patches._dihedral(p["data"][j, 0], t))]
+                 if np.array_equal(a["label"][k, 0], pairs.dihedral(p["label"][j, 0], t))
+                 and np.array_equal(a["data"][k, 0], pairs.dihedral(p["data"][j, 0], t))]
         assert found, k
         used.add(found[0])
     assert len(used) >= 4
@@ -417,10 +440,10 @@ def test_patch_size_tasks_and_the_figure_3a_database(datasets_dir, tmp_path):
             get_task(bad)
     cfg = patches.make_config("denoise-s70-p243", datasets=datasets_dir)
     assert (cfg.patch, cfg.noise_repeats, cfg.shard_size, cfg.stride) == (243, 1, 346, 19)
-    assert [p.stem for p in patches.source_files(cfg, "val")] == ["baby", "bird", "head"]
+    assert [p.stem for p in pairs.source_files(cfg, "val")] == ["baby", "bird", "head"]
     plain = patches.make_config("denoise-s70", datasets=datasets_dir)
     assert (plain.patch, plain.noise_repeats, plain.shard_size) == (50, 5, 8192)
-    assert [p.stem for p in patches.source_files(plain, "val")] == ["baby", "bird", "head", "woman"]
+    assert [p.stem for p in pairs.source_files(plain, "val")] == ["baby", "bird", "head", "woman"]
     with pytest.raises(UserError, match=r"^patch=50: task denoise-s70-p243 has 243x243 patches"):
         patches.make_config("denoise-s70-p243", datasets=datasets_dir, patch=50)
     info = patches.preview("denoise-s70-p243", tmp_path / "none", datasets=datasets_dir, quiet=True)
@@ -445,7 +468,7 @@ def _large_result(i):
 
 
 def test_an_error_leaves_no_pool_thread_waiting_for_ever():
-    """An error while the workers send large results (``_prepare``'s images): killing a
+    """An error while the workers send large results (``pairs.prepare``'s images): killing a
     worker in the middle of its send left half a message in the result pipe, and the
     executor's manager thread waited for the rest for ever; so did the interpreter at exit,
     which joins that thread (a suite that printed its summary and never ended). The pool now

@@ -6,17 +6,8 @@ N x 1 x P x P (P = 50, or the task's ``-p<N>`` patch size), plus ``meta`` (int32
 ignores it), and the list files ``train.txt`` / ``val.txt`` Caffe reads (one shard path
 a line, relative to the repository root).  docs/data.md explains every choice.
 
-How a pair is made (the authors' MATLAB code, in Python):
-- denoising: ``label = clean/255`` (gray: MATLAB ``rgb2gray``), ``data = label +
-  sigma/255 * randn`` in float64, then float32; not clipped, not rounded.
-- super-resolution: ``hr = modcrop(Y, s)`` (``rgb2ycbcr`` Y), ``label = hr/255``,
-  ``data = imresize(imresize(hr/255, 1/s), s)`` (MATLAB bicubic), the patch is cut from
-  both whole images at the same place.
-
-Determinism: every pair's randomness comes from its own generator seeded with
-``(seed, split, image, y, x, repeat)``, and the global shuffle from one seeded permutation,
-so the arrays are byte-identical for any number of workers or order of work.  Memory stays
-bounded: the source images (46 MB of gray uint8 for the 300 BSD images) are held once,
+How a pair is made, and why it is byte-identical for any number of workers:
+:mod:`rednet.pairs`.  Memory stays bounded: the source images (46 MB of gray uint8 for the 300 BSD images) are held once,
 and each worker fills one shard at a time.  Shards are written under a temporary name and
 renamed when complete; an interrupted build resumes with the missing shards; the list
 files are written last, atomically.
@@ -46,6 +37,7 @@ import numpy as np
 
 from . import paths
 from .errors import UserError, atomic_path, atomic_write_text
+from . import pairs
 from .tasks import PATCH, Task, get_task, task_from_words
 
 SHARD_SIZE = 8192            # pairs per shard: 164 MB of float32 data+label in Caffe's memory
@@ -54,12 +46,9 @@ DENOISE_STRIDE = 19          # 345 patches per 481x321 image, 103,500 for the 30
 NOISE_REPEATS = 5            # ... times 5 noise draws = 517,500 pairs (the paper's ~0.5M)
 SR_STRIDE = 9                # one scale: ~1,480 patches per image, ~445k pairs
 SR_MIXED_STRIDE = 15         # x2, x3, x4 of every patch: ~495k pairs
-VAL_STRIDE = 50              # validation: non-overlapping patches, one noise draw
-VAL_DENOISE = ("Set5", ("baby", "bird", "head", "woman"))   # not butterfly (= Set12 Monarch)
-VAL_SR = ("BSD200", 10)      # the first 10 BSDS500 test images by id
 FORMAT = 1                   # bump when the shard layout changes
-_SPLITS = {"train": 0, "val": 1}
-_CODE = ("patches.py", "imageio_ml.py", "matlab.py")
+#: the code that decides a pair's values (its bytes are the database's ``code`` digest)
+_CODE = ("pairs.py", "imageio_ml.py", "matlab.py")
 
 
 # --------------------------------------------------------------------------- configuration
@@ -101,9 +90,11 @@ def _manifest_digest() -> str:
     return h.hexdigest()[:16]
 
 
-def _code_digest() -> str:
+def _code_digest(here: Path | None = None) -> str:
+    """The hash of the code that decides a pair's values (``_CODE`` in ``here``, by default
+    this package): not of the builder, whose edits leave every database's values alone."""
     h = hashlib.sha256()
-    here = Path(__file__).resolve().parent
+    here = Path(here) if here is not None else Path(__file__).resolve().parent
     for name in _CODE:
         h.update((here / name).read_bytes())
     return h.hexdigest()[:16]
@@ -159,117 +150,6 @@ def _datasets_root(datasets) -> Path:
     return _root(datasets)
 
 
-def source_files(cfg: Config, split: str) -> list[Path]:
-    """The image files a split is cut from, in the fixed order that numbers them.
-
-    Validation images smaller than the patch are left out (for 243x243 patches: Set5
-    ``woman``, 228 pixels wide); when none is big enough all are returned, and the plan
-    names the first that is too small."""
-    from . import datasets as D
-    if split == "train":
-        files = D.list_images("BSD300", cfg.datasets)
-        return files[: cfg.max_images] if cfg.max_images else files
-    if cfg.kind == "denoise":
-        name, keep = VAL_DENOISE
-        files = [p for p in D.list_images(name, cfg.datasets) if p.stem in keep]
-    else:
-        name, n = VAL_SR
-        files = D.list_images(name, cfg.datasets)[:n]
-    if cfg.patch == PATCH:
-        return files            # all of them hold 50x50 patches
-    fits = [p for p in files if _fits(_header_shape(p), cfg)]
-    return fits or files
-
-
-def _fits(shape: tuple[int, int], cfg: Config) -> bool:
-    h, w = shape
-    levels = cfg.levels if cfg.kind == "sr" else (1,)
-    return all(min(h - h % s, w - w % s) >= cfg.patch for s in levels)
-
-
-# --------------------------------------------------------------------------- sources
-def _prepare(args):
-    """One source image -> what the shards are cut from (run in the worker pool)."""
-    path, kind, scales, patch = args
-    from . import imageio_ml, matlab
-    img = imageio_ml.load_image(path)
-    if kind == "denoise":
-        g = imageio_ml.to_gray(img)
-        _check_size(path, g.shape, patch, "")
-        return [g]
-    y = imageio_ml.to_luma(img)
-    out = []
-    for s in scales:
-        hr = matlab.modcrop(y, s)
-        _check_size(path, hr.shape, patch, f" after modcrop by {s}")
-        if min(hr.shape) < 2 * s:
-            raise UserError(f"{path}: {y.shape[1]}x{y.shape[0]} is too small for scale {s}")
-        lr = matlab.imresize(hr.astype(np.float64) / 255.0, 1.0 / s)
-        up = matlab.imresize(lr, float(s))
-        assert up.shape == hr.shape, (up.shape, hr.shape)
-        out.append((hr, up.astype(np.float32)))
-    return out
-
-
-def _check_size(path, shape, patch, what):
-    if shape[0] < patch or shape[1] < patch:
-        raise UserError(f"{path}: image is {shape[1]}x{shape[0]}{what}, smaller than the "
-                        f"{patch}x{patch} patch")
-
-
-def _grid(h: int, w: int, patch: int, stride: int):
-    ys = np.arange(0, h - patch + 1, stride)
-    xs = np.arange(0, w - patch + 1, stride)
-    return ys, xs
-
-
-def _header_shape(path: Path) -> tuple[int, int]:
-    from PIL import Image
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except Exception as e:  # noqa: BLE001 - any decoder error is the user's file
-        raise UserError(f"{path}: cannot decode image ({e})") from None
-    return h, w
-
-
-def plan_rows(cfg: Config, split: str, shapes: list[tuple[int, int]]) -> np.ndarray:
-    """All pairs of a split in canonical order, int32 rows (image, y, x, level index, repeat).
-
-    Denoising: every grid patch ``noise_repeats`` times; with several sigmas (mixed), repeat
-    ``r`` of the ``p``-th patch gets sigma number ``(p + r) % 4``.  Super-resolution: every
-    grid patch of the image modcropped by each scale, once.  Then the seeded global
-    permutation (a shuffled database), cut to ``max_patches``.
-    """
-    repeats = cfg.noise_repeats if split == "train" else 1
-    stride = cfg.stride if split == "train" else VAL_STRIDE
-    nlev = len(cfg.levels)
-    chunks, p0 = [], 0
-    for i, (h, w) in enumerate(shapes):
-        if cfg.kind == "denoise":
-            ys, xs = _grid(h, w, cfg.patch, stride)
-            yy, xx = np.meshgrid(ys, xs, indexing="ij")
-            yy, xx = yy.ravel(), xx.ravel()
-            p = p0 + np.arange(yy.size)
-            p0 += yy.size
-            for r in range(repeats):
-                lev = (p + r) % nlev
-                chunks.append(np.stack([np.full_like(yy, i), yy, xx, lev, np.full_like(yy, r)], 1))
-        else:
-            for li, s in enumerate(cfg.levels):
-                ys, xs = _grid(h - h % s, w - w % s, cfg.patch, stride)
-                yy, xx = np.meshgrid(ys, xs, indexing="ij")
-                yy, xx = yy.ravel(), xx.ravel()
-                chunks.append(np.stack([np.full_like(yy, i), yy, xx, np.full_like(yy, li),
-                                        np.zeros_like(yy)], 1))
-    rows = np.concatenate(chunks).astype(np.int32) if chunks else np.zeros((0, 5), np.int32)
-    perm = np.random.default_rng([cfg.seed, _SPLITS[split], 0x5EED]).permutation(len(rows))
-    rows = rows[perm]
-    if split == "train" and cfg.max_patches:
-        rows = rows[: cfg.max_patches]
-    return rows
-
-
 # --------------------------------------------------------------------------- shard writing
 _STATE: dict = {}
 _LOCK: dict = {"fd": None}
@@ -288,51 +168,13 @@ def _init_worker(state, progress_q):
         _LOCK["fd"] = None
 
 
-def _make_pairs(rows: np.ndarray, split: str) -> tuple[np.ndarray, np.ndarray]:
-    cfg: Config = _STATE["cfg"]
-    src = _STATE["sources"][split]
-    P = cfg.patch
-    n = len(rows)
-    data = np.empty((n, 1, P, P), np.float32)
-    label = np.empty((n, 1, P, P), np.float32)
-    q = _STATE.get("q")
-    sp = _SPLITS[split]
-    done = 0
-    for j, (i, y, x, li, r) in enumerate(rows.tolist()):
-        if cfg.kind == "denoise":
-            clean = src[i][0][y:y + P, x:x + P].astype(np.float64) / 255.0
-            g = np.random.default_rng([cfg.seed, sp, i, y, x, r])
-            t = int(g.integers(8)) if cfg.augment == "dihedral" else 0
-            noisy = clean + (cfg.levels[li] / 255.0) * g.standard_normal((P, P))
-            a, b = noisy, clean
-        else:
-            hr, up = src[i][li]
-            b = hr[y:y + P, x:x + P].astype(np.float64) / 255.0
-            a = up[y:y + P, x:x + P]
-            t = (int(np.random.default_rng([cfg.seed, sp, i, y, x, li]).integers(8))
-                 if cfg.augment == "dihedral" else 0)
-        if t:
-            a, b = _dihedral(a, t), _dihedral(b, t)
-        data[j, 0] = a
-        label[j, 0] = b
-        if q is not None and (j + 1) % 256 == 0:
-            q.put(256)
-            done += 256
-    if q is not None and n > done:
-        q.put(n - done)
-    return data, label
-
-
-def _dihedral(a: np.ndarray, t: int) -> np.ndarray:
-    a = np.rot90(a, t % 4)
-    return a[:, ::-1] if t >= 4 else a
-
-
 def _write_shard(job) -> str:
     split, k, rows, dest = job
     import h5py
     cfg: Config = _STATE["cfg"]
-    data, label = _make_pairs(rows, split)
+    q = _STATE.get("q")
+    data, label = pairs.make_pairs(cfg, _STATE["sources"][split], rows, split,
+                                   q.put if q is not None else None)
     with atomic_path(dest) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("data", data=data)
@@ -385,18 +227,18 @@ def _db_dir(task: str, out_dir) -> Path:
 
 def make_plan(cfg: Config, out_dir: Path, shapes: dict | None = None) -> Plan:
     splits = ["train"] + (["val"] if cfg.val else [])
-    files = {s: source_files(cfg, s) for s in splits}
+    files = {s: pairs.source_files(cfg, s) for s in splits}
     if shapes is None:
-        shapes = {s: [_header_shape(p) for p in files[s]] for s in splits}
+        shapes = {s: [pairs.header_shape(p) for p in files[s]] for s in splits}
     rows, shards = {}, {}
     for s in splits:
         for p, (h, w) in zip(files[s], shapes[s]):
             if cfg.kind == "denoise":
-                _check_size(p, (h, w), cfg.patch, "")
+                pairs.check_size(p, (h, w), cfg.patch, "")
             else:
                 for sc in cfg.levels:
-                    _check_size(p, (h - h % sc, w - w % sc), cfg.patch, f" after modcrop by {sc}")
-        rows[s] = plan_rows(cfg, s, shapes[s])
+                    pairs.check_size(p, (h - h % sc, w - w % sc), cfg.patch, f" after modcrop by {sc}")
+        rows[s] = pairs.plan_rows(cfg, s, shapes[s])
         if len(rows[s]) == 0:
             raise UserError(f"{cfg.task}: no {s} patches from {len(files[s])} images")
         S = cfg.shard_size
@@ -493,7 +335,7 @@ def build_db(task, out_dir=None, *, datasets=None, stride=None, noise_repeats=No
     from . import datasets as D
     if verify:
         D.verify("BSD300", cfg.datasets)
-        D.verify(VAL_DENOISE[0] if cfg.kind == "denoise" else VAL_SR[0], cfg.datasets)
+        D.verify(pairs.VAL_DENOISE[0] if cfg.kind == "denoise" else pairs.VAL_SR[0], cfg.datasets)
     plan = make_plan(cfg, out)
     fp = cfg.fingerprint()
     with _db_lock(out):
@@ -593,7 +435,7 @@ def _build(plan: Plan, fp: dict, workers: int, progress: bool) -> Path:
         with _pool(ctx, workers, {}, None) as pool, \
                 tqdm(total=len(used), desc=f"{cfg.task} {s} images", unit="img",
                      disable=not progress) as bar:
-            for i, res in zip(used, pool.map(_prepare, [jobs[i] for i in used])):
+            for i, res in zip(used, pool.map(pairs.prepare, [jobs[i] for i in used])):
                 srcs[i] = res
                 bar.update(1)
         state["sources"][s] = srcs
