@@ -6,7 +6,8 @@
   is caught by `zoo verify`;
 - `train --from-model`: a new run continues from the zoo weights at their iteration, with
   Adam's moments estimated from the batches before it (equal to what Caffe's own Adam
-  accumulates over those batches), and records it.
+  accumulates over those batches), and records it; from a checkpoint with its solver state,
+  bitwise as the uninterrupted run.
 """
 from __future__ import annotations
 
@@ -35,7 +36,10 @@ def test_shipped_card_matches_its_files(folder):
     assert card["training"]["cpus"] and card["training"]["wall_seconds"] > 0
     for f in folder.iterdir():
         assert f.stat().st_size < 20 * 2**20, f"{f}: over 20 MB"
-    assert not list(folder.glob("*.solverstate"))
+    # Adam's moments go with a checkpoint only (so that it goes on exactly), named by its card
+    states = list(folder.glob("*.solverstate"))
+    assert states == ([folder / card["solverstate"]["file"]]
+                      if folder.parent == zoo.CHECKPOINTS and "solverstate" in card else [])
 
 
 @pytest.mark.parametrize("folder", SHIPPED, ids=[f.name for f in SHIPPED])
@@ -287,3 +291,48 @@ def test_a_level_fine_tuned_from_the_mixed_model_says_so_and_carries_its_trainin
     r = cli(*train_args(toy, runs, "other", "--iters", "8", "--from-model", str(zoo.export(
         runs / "level", "lvl", root=tmp_path / "zoo2", datasets=datasets_dir))))
     assert r.returncode == 0                                    # the same task: a plain continuation
+
+
+def test_a_checkpoint_goes_on_exactly_as_the_run_would_have(tmp_path, datasets_dir):
+    """A checkpoint (exported with its .solverstate) continued by FROM_MODEL= in a new run
+    folder, as on another machine, ends bitwise where the uninterrupted run ends: the weights,
+    Adam's moments from the committed state, the iteration, the data schedule, and the
+    multistep schedule's position (two steps passed before the restart). Without the committed
+    state (moments estimated) or with the step count at zero, the weights differ."""
+    toy = write_toy(tmp_path / "toy", max_iter=40, snapshot=10, policy="multistep", gamma=0.5)
+    with open(toy["solver"], "a") as f:
+        f.write("stepvalue: 12\nstepvalue: 16\n")
+    runs = tmp_path / "runs"
+    for run, its in (("whole", "30"), ("first", "20")):
+        r = cli(*train_args(toy, runs, run, "--iters", its))
+        assert r.returncode == 0, r.stderr + r.stdout
+    folder = zoo.export(runs / "first", "ck", root=tmp_path / "checkpoints", datasets=datasets_dir,
+                        solverstate=True)
+    card = zoo.verify(folder)
+    assert card["solverstate"]["iteration"] == 20 and (folder / "ck.solverstate").is_file()
+    r = cli(*train_args(toy, runs, "second", "--iters", "30", "--from-model", str(folder)))
+    assert r.returncode == 0, r.stderr + r.stdout
+    s = json.loads((runs / "second" / "run.json").read_text())["sessions"][0]
+    assert s["restart"]["optimizer_state"].startswith("the solver state committed with the weights")
+    end = "snapshots/toy_denoise-s30_iter_30.caffemodel"
+    assert same_weights(runs / "second" / end, runs / "whole" / end)
+
+    def losses(run):
+        return [l.split("loss = ")[1] for l in (runs / run / "train.log").read_text().splitlines()
+                if "Train net output #0" in l]
+    assert losses("second") == losses("whole")[-len(losses("second")):]
+    # the models/ export carries no state; the estimate does not end where the run does
+    plain = zoo.export(runs / "first", "plain", root=tmp_path / "models", datasets=datasets_dir)
+    assert "solverstate" not in zoo.read_card(plain) and not (plain / "plain.solverstate").exists()
+    r = cli(*train_args(toy, runs, "estimated", "--iters", "30", "--from-model", str(plain)))
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert not same_weights(runs / "estimated" / end, runs / "whole" / end)
+    # a damaged state is refused in one line, before a run folder is made
+    data = bytearray((folder / "ck.solverstate").read_bytes())
+    data[-1] ^= 1
+    (folder / "ck.solverstate").write_bytes(bytes(data))
+    with pytest.raises(zoo.UserError, match="sha1"):
+        zoo.verify(folder)
+    r = cli(*train_args(toy, runs, "third", "--iters", "30", "--from-model", str(folder)))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "ck.solverstate" in r.stderr
+    assert not (runs / "third").exists()

@@ -1,6 +1,7 @@
 """Adam's moments for a run that continues from committed weights (``FROM_MODEL``).
 
-A zoo model ships its weights, not Caffe's ``.solverstate``, so Adam's two moments are lost.
+A shipped model (``models/``) has its weights, not Caffe's ``.solverstate``, so Adam's two
+moments are lost (a checkpoint carries its solver state and goes on with it instead, exactly).
 Restarting them from zero at iteration N is not a fresh Adam start: Caffe's bias correction
 uses the global iteration (``t = N + 1``, a correction of 1), so a zero history gives steps of
 ``lr x (1 - b1^k) / sqrt(1 - b2^k)`` on every weight -- 3.2 x lr at the first update, still

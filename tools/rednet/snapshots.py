@@ -201,21 +201,48 @@ def check_disk(run_dir: Path, n_params: int, history: int, snapshots_left: int, 
 
 @dataclass
 class Seed:
-    """Committed weights a new run continues from, at the iteration they were trained to."""
+    """Committed weights a new run continues from, at the iteration they were trained to, and
+    the solver state saved with them where there is one (a checkpoint: the same run goes on)."""
     weights: Path
     iteration: int
     sha1: str
     source: str                       # e.g. models/<name>
+    state: Path | None = None         # checkpoints/<name>/<name>.solverstate (sha1 checked)
+    state_sha1: str | None = None
 
 
-def seed_snapshot(prefix: str, seed: Seed, shapes, history: int, values=None) -> Path:
+def read_history(state: Path, iteration: int, source: str) -> list:
+    """The history blobs (float32 arrays, Caffe's order) of a committed ``.solverstate`` that
+    must be at ``iteration`` (one-line UserError naming ``source`` otherwise)."""
+    import numpy as np
+    caffe_pb2, _ = pb()
+    st = caffe_pb2.SolverState()
+    try:
+        st.ParseFromString(Path(state).read_bytes())
+    except Exception as e:  # noqa: BLE001 - any parse error is a damaged file
+        raise UserError(f"FROM_MODEL={source}: {paths.rel(state)} is not a Caffe solver state ({e})") from None
+    if st.iter != iteration:
+        raise UserError(f"FROM_MODEL={source}: {paths.rel(state)} is at iteration {st.iter}, the weights at {iteration}")
+    out = []
+    for b in st.history:
+        vals = b.data if len(b.data) else b.double_data
+        if len(vals) != math.prod(blob_shape(b)):
+            raise UserError(f"FROM_MODEL={source}: {paths.rel(state)}: a history blob holds {len(vals)} values "
+                            f"for its shape {blob_shape(b)}")
+        out.append(np.asarray(vals, np.float32).reshape(blob_shape(b)))
+    return out
+
+
+def seed_snapshot(prefix: str, seed: Seed, shapes, history: int, values=None, steps=()) -> Path:
     """Write ``<prefix>_iter_<N>.{caffemodel,solverstate}``: a copy of the seed's weights and a
     solver state at iteration N whose history (Adam's two moments, SGD's momentum) is
-    ``values`` (arrays in Caffe's history order, see rednet.moments), or zero.
+    ``values`` (arrays in Caffe's history order: a checkpoint's own, or estimated, see
+    rednet.moments), or zero; its ``current_step`` counts the multistep ``steps`` before N,
+    as Caffe's own snapshot at N has it (at 0, Caffe would catch up one step an iteration).
 
     Caffe then resumes as from its own snapshot: the iteration count, the learning-rate
-    schedule and this project's data schedule continue at N; only the optimiser's history is
-    new (the .solverstate files are not committed, the weights are).
+    schedule and this project's data schedule continue at N; with a checkpoint's own history
+    nothing is new, else the optimiser's history.
     """
     caffe_pb2, _ = pb()
     model = paths.from_root(f"{prefix}_iter_{seed.iteration}.caffemodel")
@@ -225,10 +252,10 @@ def seed_snapshot(prefix: str, seed: Seed, shapes, history: int, values=None) ->
     st = caffe_pb2.SolverState()
     st.iter = seed.iteration
     st.learned_net = f"{prefix}_iter_{seed.iteration}.caffemodel"     # as Caffe writes it
-    st.current_step = 0
+    st.current_step = sum(1 for s in steps if s < seed.iteration)
     all_shapes = [shp for _ in range(history) for _name, blob_shapes in shapes for shp in blob_shapes]
     if values is not None and [tuple(v.shape) for v in values] != [tuple(s) for s in all_shapes]:
-        raise UserError(f"FROM_MODEL={seed.source}: the estimated solver history does not fit this run's net")
+        raise UserError(f"FROM_MODEL={seed.source}: the solver history does not fit this run's net and solver")
     for i, shp in enumerate(all_shapes):
         b = st.history.add()
         b.shape.dim.extend(shp)

@@ -208,7 +208,9 @@ def seed_from_model(folder: str | Path, net: str, task: str) -> Seed:
     if fine_tune:
         print(f"fine-tuning {net} {task} from {paths.rel(folder)} ({card['task']}, {int(card['iterations']):,} "
               f"iterations)")
-    return Seed(folder / card["caffemodel"], int(card["iterations"]), card["sha1"], paths.rel(folder))
+    st = card.get("solverstate") if not fine_tune else None   # a checkpoint goes on as the same run
+    return Seed(folder / card["caffemodel"], int(card["iterations"]), card["sha1"], paths.rel(folder),
+                state=folder / st["file"] if st else None, state_sha1=st["sha1"] if st else None)
 
 
 # ------------------------------------------------------------------------ the configuration

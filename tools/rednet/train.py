@@ -51,7 +51,7 @@ from .provenance import caffe_version, cpu_model, project_version
 from .runrecord import SCHEMA, RunLayout, RunRecord, check_run_name, now
 from .schedule import read_list, write_pass, write_schedule
 from .snapshots import (DISK_RESERVE, Seed, check_disk, check_snapshot, disk_need, newest_valid_snapshot,
-                        quarantine, seed_snapshot, snapshot_files, trained_to)
+                        quarantine, read_history, seed_snapshot, snapshot_files, trained_to)
 from .sources import (LATER_KEYS, RunValues, Sources, batch_of, config_of, old_skip_wiring, resolve_sources,
                       run_copies, seed_from_model)
 from .supervisor import DEFAULT_DIVERGE_FACTOR, Guard, run_caffe
@@ -210,10 +210,17 @@ def _schedules(plan: RunPlan, feed: TrainFeed, val: ValPass | None, start: int, 
 
 def _restart_moments(plan: RunPlan, run_sol, train_net, feed: TrainFeed, seed: int | None, log) -> dict:
     """The solver history of a run started from committed weights at iteration N (``history``:
-    the blobs, None for zero) and how it was made (``state``, for the run record).  Adam's
-    moments are estimated from the ``plan.moment_batches`` training batches before N in the
-    run's schedule (rednet.moments); other solvers, or 0 batches, restart from zero."""
+    the blobs, None for zero) and how it was made (``state``, for the run record).  A
+    checkpoint's own solver state (committed with its weights) is taken as it is: the run goes
+    on exactly as if it had never stopped.  Otherwise Adam's moments are estimated from the
+    ``plan.moment_batches`` training batches before N in the run's schedule (rednet.moments);
+    other solvers, or 0 batches, restart from zero."""
     n, k = plan.seed.iteration, min(plan.moment_batches, plan.seed.iteration)
+    if plan.seed.state is not None and k > 0:
+        history = read_history(plan.seed.state, n, plan.seed.source)
+        return {"history": history,
+                "state": f"the solver state committed with the weights ({paths.rel(plan.seed.state)}, sha1 "
+                         f"{plan.seed.state_sha1}): the run's own history at iteration {n}"}
     if run_sol.type != "Adam" or k <= 0:
         return {"history": None, "state": "reset (history zero)"}
     log(f"estimating Adam's moments from the {k} training batches before iteration {n} (weights held)")
@@ -280,7 +287,8 @@ def _prepare(plan: RunPlan, resume: bool | None, log) -> tuple[RunRecord, int, P
     # where to start
     start, state = 0, None
     if plan.seed is not None and not exists:
-        seed_snapshot(run_sol.snapshot_prefix, plan.seed, shapes, history, restart["history"])
+        seed_snapshot(run_sol.snapshot_prefix, plan.seed, shapes, history, restart["history"],
+                      steps=[int(v) for v in run_sol.stepvalue] if run_sol.lr_policy == "multistep" else ())
     if exists or plan.seed is not None:
         found = newest_valid_snapshot(run.snapshots, run.quarantine, shapes, log=log)
         if found:

@@ -166,6 +166,16 @@ def verify(folder: Path) -> dict:
     want = dict(param_shapes(deploy))
     if set(stored) != set(want):
         raise UserError(f"{rel(weights)}: layers {sorted(set(stored) ^ set(want))} do not match {rel(deploy)}")
+    st = card.get("solverstate")
+    if st:
+        state = Path(folder) / st["file"]
+        if not state.is_file():
+            raise UserError(f"{rel(state)}: missing (named by {rel(Path(folder) / CARD)})")
+        got = sha1_cached(state)
+        if got != st["sha1"]:
+            raise ModelIntegrityError(f"{rel(state)}: sha1 {got} differs from the card's {st['sha1']}")
+        if int(st.get("iteration", -1)) != int(card["iterations"]):
+            raise UserError(f"{rel(state)}: at iteration {st.get('iteration')}, the weights at {card['iterations']}")
     return card
 
 
@@ -402,8 +412,17 @@ def _sample(folder: Path, deploy: Path, weights: Path, task, datasets: Path) -> 
     return {"image": name, "level": level, "psnr_in": round(float(p_in), 3), "psnr_out": round(float(p_out), 3)}
 
 
-def export(run_dir: Path, name: str | None = None, root: Path = ZOO, datasets: Path | None = None) -> Path:
-    """Copy the newest valid snapshot of ``run_dir`` into ``root/<name>/`` with its card."""
+#: the largest file the repository takes (a solver state above it is not exported)
+MAX_FILE_BYTES = 20 << 20
+
+
+def export(run_dir: Path, name: str | None = None, root: Path = ZOO, datasets: Path | None = None,
+           solverstate: bool | None = None) -> Path:
+    """Copy the newest valid snapshot of ``run_dir`` into ``root/<name>/`` with its card.
+
+    ``solverstate`` (default: for ``checkpoints/`` only) copies the snapshot's ``.solverstate``
+    too (Adam's moments; 8 MB for RED30), so that ``FROM_MODEL=checkpoints/<name>`` on
+    another machine goes on exactly as the run would have; the shipped models do without."""
     from .caffeio import caffemodel_shapes, param_shapes
     from .models import from_run
     from .runrecord import RunRecord
@@ -423,6 +442,12 @@ def export(run_dir: Path, name: str | None = None, root: Path = ZOO, datasets: P
         shutil.copyfile(spec.weights, tmp)
     with atomic_path(folder / "deploy.prototxt") as tmp:
         shutil.copyfile(spec.deploy, tmp)
+    if solverstate is None:
+        solverstate = Path(root).resolve() == CHECKPOINTS.resolve()
+    state = (_export_state(spec.weights, folder / f"{name}.solverstate", it, param_shapes(spec.deploy))
+             if solverstate else None)
+    if state is None:
+        (folder / f"{name}.solverstate").unlink(missing_ok=True)       # no stale state beside new weights
     task = get_task(info["task"])
     old = read_card(folder) if (folder / CARD).is_file() else {}
     summary = _with_earlier_training(_sessions_summary(info, it, spec.weights), old, info["task"])
@@ -461,8 +486,32 @@ def export(run_dir: Path, name: str | None = None, root: Path = ZOO, datasets: P
         "sample": sample,
         "cells": old.get("cells", []),
     }
+    if state is not None:
+        card["solverstate"] = state
     write_card(folder, card, _body(card))
     return folder
+
+
+def _export_state(weights: Path, dest: Path, iteration: int, shapes) -> dict | None:
+    """Copy the solver state beside the snapshot ``weights`` to ``dest``; its card entry, or None
+    (said on stderr) when there is none or it is too big for the repository."""
+    from .snapshots import check_snapshot
+    src = weights.with_suffix(".solverstate")
+    why = None
+    if not src.is_file():
+        why = "no solver state beside it"
+    elif src.stat().st_size > MAX_FILE_BYTES:
+        why = f"its solver state is {src.stat().st_size / 2**20:.1f} MiB, over {MAX_FILE_BYTES >> 20} MiB"
+    else:
+        why = check_snapshot(src, weights, iteration, shapes)
+    if why is not None:
+        print(f"note: {rel(weights)}: exported without Adam's moments ({why}); a continuation "
+              f"re-estimates them", file=sys.stderr)
+        return None
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
+    return {"file": dest.name, "sha1": sha1_file(dest), "iteration": iteration,
+            "about": "Caffe's .solverstate of this snapshot (Adam's moments): FROM_MODEL= continues exactly"}
 
 
 def _val_caption(v: dict) -> str:
@@ -522,9 +571,12 @@ def _body(card: dict) -> str:
         *_train_lines(card, net, words, it),
         "```", "",
         "Training resumes exactly when interrupted (`make train` again). Where the run folder is "
-        "lost, `make train ... FROM_MODEL=models/<name>` continues from these weights at their "
-        "iteration (Adam's moments estimated from the batches before it; recorded under "
-        "`training.restarts`).", "",
+        + (f"lost, `make train ... FROM_MODEL=checkpoints/{card['name']}` goes on exactly as the run would "
+           f"have, from these weights and the solver state beside them (`{card['solverstate']['file']}`: "
+           "Adam's moments; recorded under `training.restarts`)." if card.get("solverstate") else
+           "lost, `make train ... FROM_MODEL=models/<name>` continues from these weights at their "
+           "iteration (Adam's moments estimated from the batches before it; recorded under "
+           "`training.restarts`)."), "",
         "## Curves", "",
         "![training loss and validation PSNR](curves.png)", "",
         "Validation PSNR is Caffe's test-phase loss on the run's validation patches turned into "
