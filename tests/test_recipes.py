@@ -156,3 +156,30 @@ def test_a_card_lists_every_recipe_of_its_history(tiny_db, tmp_path, datasets_di
     assert "make train NET=red10 TASK=denoise SIGMA=30 ITERS=2\n" in text
     assert "ITERS=4 RUN=red10_denoise-s30-1 FROM_MODEL=checkpoints/red10_denoise-s30 RECIPE=finetune" in text
     assert "&id" not in text and "&id" not in (runs.parent / "zoo" / "red10_denoise-s30" / zoo.CARD).read_text()
+
+
+@pytest.mark.parametrize("it", [15500, 20000])
+def test_reproduce_lines_give_the_recorded_steps_at_any_export(it):
+    """A card's "Reproduce it" trains each stretch with the learning rates it had. A `step`
+    run of 20,000 iterations (x0.1 at 16,000) exported at 15,500 was reproduced as
+    `ITERS=15500 RECIPE=step`, which steps at 12,400; the line now names the step, and every
+    line's words, parsed as make would pass them, resolve to the recorded recipe."""
+    from rednet import recipes, zoo
+    step = recipes.RECIPES["step"].resolve(20000).to_dict()
+    card = {"name": "red30_denoise-mixed", "task": "denoise-mixed",
+            "solver": {"recipe": step, "recipes": [
+                {"from_iteration": 0, "recipe": recipes.RECIPES["paper"].to_dict()},
+                {"from_iteration": 10000, "recipe": step}]}}
+    lines = [l for l in zoo._train_lines(card, "red30", "TASK=denoise SIGMA=mixed", it) if "make train" in l]
+    assert len(lines) == 2 and lines[0].endswith("ITERS=10000")
+    words = dict(w.split("=", 1) for w in lines[1].split()[2:])
+    got = recipes.select(words.get("RECIPE"), words.get("LR"), words.get("LR_STEPS"), words.get("LR_GAMMA"))
+    got = got.resolve(int(words["ITERS"]))
+    assert (got.base_lr, got.steps, got.gamma) == (1e-4, (16000,), 0.1), lines[1]
+    assert ("LR_STEPS=16000" in lines[1]) == (it != 20000)
+    # one stretch (a model trained with one recipe), exported before its budget: the same
+    single = dict(card, solver={"recipe": step, "recipes": [{"from_iteration": 0, "recipe": step}]})
+    line = zoo._train_lines(single, "red30", "TASK=denoise SIGMA=mixed", it)[0]
+    words = dict(w.split("=", 1) for w in line.split()[2:])
+    got = recipes.select(words.get("RECIPE"), words.get("LR"), words.get("LR_STEPS"), words.get("LR_GAMMA"))
+    assert got.resolve(int(words["ITERS"])).steps == (16000,), line

@@ -619,7 +619,7 @@ def _train_lines(card: dict, net: str, words: str, it: int) -> list[str]:
     name, task = card["name"], card["task"]
     hist = (card.get("solver") or {}).get("recipes") or []
     if len(hist) < 2:
-        return [f"make train NET={net} {words} ITERS={it}{_recipe_words(card)}",
+        return [f"make train NET={net} {words} ITERS={it}{_words_of(_recipe_of(card), it)}",
                 f"make zoo-export RUN={net}_{task} NAME={name}"]
     lines = []
     for k, h in enumerate(hist):
@@ -627,20 +627,23 @@ def _train_lines(card: dict, net: str, words: str, it: int) -> list[str]:
         until = it if last else hist[k + 1]["from_iteration"]
         run = f"{net}_{task}" if k == 0 else f"{name}-{k}"
         start = "" if k == 0 else f" RUN={run} FROM_MODEL=checkpoints/{name}"
-        lines.append(f"make train NET={net} {words} ITERS={until}{start}{_words_of(recipes.Recipe.from_dict(h['recipe']))}")
+        lines.append(f"make train NET={net} {words} ITERS={until}{start}"
+                     f"{_words_of(recipes.Recipe.from_dict(h['recipe']), until)}")
         lines.append(f"make zoo-export RUN={run} NAME={name}" + ("" if last else " ZOO_ROOT=checkpoints"))
     return lines
 
 
-def _recipe_words(card: dict) -> str:
-    """The make words that give the card's recipe (none for the default)."""
-    return _words_of(_recipe_of(card))
-
-
-def _words_of(r: "recipes.Recipe") -> str:
+def _words_of(r: "recipes.Recipe", iters: int) -> str:
+    """The make words that give the recorded recipe ``r`` to a run of ``ITERS=iters`` (none for
+    the default).  A named recipe whose steps were resolved for another budget (a model
+    exported before its run's end: ``step`` of a 20,000-iteration run at 15,500) names its
+    steps, which ``RECIPE=step ITERS=15500`` alone would put at 12,400."""
     if r.name == recipes.DEFAULT:
         return ""
     if r.name != "custom":
+        named = recipes.RECIPES.get(r.name)
+        if named is not None and named.resolve(iters).steps != r.steps:
+            return f" RECIPE={r.name} LR_STEPS={','.join(map(str, r.steps))} LR_GAMMA={r.gamma:g}"
         return f" RECIPE={r.name}"
     words = f" RECIPE={r.base} LR={r.base_lr:g}"
     if r.steps:
