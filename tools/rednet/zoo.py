@@ -497,7 +497,6 @@ def _export_state(weights: Path, dest: Path, iteration: int, shapes) -> dict | N
     (said on stderr) when there is none or it is too big for the repository."""
     from .snapshots import check_snapshot
     src = weights.with_suffix(".solverstate")
-    why = None
     if not src.is_file():
         why = "no solver state beside it"
     elif src.stat().st_size > MAX_FILE_BYTES:
