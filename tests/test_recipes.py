@@ -183,3 +183,35 @@ def test_reproduce_lines_give_the_recorded_steps_at_any_export(it):
     words = dict(w.split("=", 1) for w in line.split()[2:])
     got = recipes.select(words.get("RECIPE"), words.get("LR"), words.get("LR_STEPS"), words.get("LR_GAMMA"))
     assert got.resolve(int(words["ITERS"])).steps == (16000,), line
+
+
+def test_a_fine_tuned_cards_reproduce_lines_start_from_its_parent():
+    """A level fine-tuned from the mixed model was reproduced as a from-scratch run of the
+    level with the parent's stretches (`TASK=denoise SIGMA=30 ITERS=10000`, then the parent's
+    step), which is not how it was made: its lines now start from the parent's weights, with
+    the fine-tune's own recipe, and point to the parent's card for the rest."""
+    from rednet import recipes, zoo
+    step = recipes.RECIPES["step"].resolve(20000).to_dict()
+    ft = recipes.RECIPES["finetune"].to_dict()
+    card = {"name": "red30_denoise-s30", "task": "denoise-s30",
+            "training": {"fine_tuned_from": {"from": "models/red30_denoise-mixed", "task": "denoise-mixed",
+                                             "iteration": 20000, "sha1": "faef7eb6f0af" + "0" * 28}},
+            "solver": {"recipe": ft, "recipes": [
+                {"from_iteration": 0, "recipe": recipes.RECIPES["paper"].to_dict()},
+                {"from_iteration": 10000, "recipe": step},
+                {"from_iteration": 20000, "recipe": ft}]}}
+    lines = zoo._train_lines(card, "red30", "TASK=denoise SIGMA=30", 23000)
+    trains = [l for l in lines if l.startswith("make train")]
+    assert len(trains) == 1, lines
+    words = dict(w.split("=", 1) for w in trains[0].split()[2:])
+    assert words["FROM_MODEL"] == "models/red30_denoise-mixed" and words["ITERS"] == "23000"
+    got = recipes.select(words.get("RECIPE"), words.get("LR"), words.get("LR_STEPS"), words.get("LR_GAMMA"))
+    assert (got.base_lr, got.steps) == (1e-5, ()), trains[0]
+    assert lines[0].startswith("# first models/red30_denoise-mixed at 20,000 iterations")
+    assert lines[-1] == "make zoo-export RUN=red30_denoise-s30 NAME=red30_denoise-s30"
+    # a fine-tune that changed its recipe later: two runs of its own, the first from the parent
+    card["solver"]["recipes"].append({"from_iteration": 22000, "recipe": dict(ft, base_lr=3e-6, name="custom",
+                                                                             base="finetune")})
+    trains = [l for l in zoo._train_lines(card, "red30", "TASK=denoise SIGMA=30", 23000) if l.startswith("make train")]
+    assert len(trains) == 2 and "FROM_MODEL=models/red30_denoise-mixed" in trains[0] and "ITERS=22000" in trains[0]
+    assert "FROM_MODEL=checkpoints/red30_denoise-s30" in trains[1] and "LR=3e-06" in trains[1], trains

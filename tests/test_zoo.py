@@ -287,7 +287,10 @@ def test_a_level_fine_tuned_from_the_mixed_model_says_so_and_carries_its_trainin
     t = card["training"]
     assert t["fine_tuned_from"]["task"] == "denoise-mixed" and t["fine_tuned_from"]["iteration"] == 4
     assert t["wall_seconds"] >= p["training"]["wall_seconds"] and t["sessions"] == p["training"]["sessions"] + 1
-    assert "Fine-tuned from `" in (parent.parent / "toy_denoise-s30" / zoo.CARD).read_text()
+    text = (parent.parent / "toy_denoise-s30" / zoo.CARD).read_text()
+    assert "Fine-tuned from `" in text
+    assert f"ITERS=8 FROM_MODEL={t['fine_tuned_from']['from']}" in text      # reproduced from the parent
+    assert "ITERS=4\n" not in text                                # not the parent's run, as the level's
     r = cli(*train_args(toy, runs, "other", "--iters", "8", "--from-model", str(zoo.export(
         runs / "level", "lvl", root=tmp_path / "zoo2", datasets=datasets_dir))))
     assert r.returncode == 0                                    # the same task: a plain continuation

@@ -614,18 +614,28 @@ def _recipe_history_phrase(card: dict) -> str:
 
 def _train_lines(card: dict, net: str, words: str, it: int) -> list[str]:
     """The make commands that train and export the model: one run per recipe stretch, each
-    exported to checkpoints/ for the next one to continue from (FROM_MODEL=)."""
+    exported to checkpoints/ for the next one to continue from (FROM_MODEL=).  A model
+    fine-tuned from another task's model (a level from the mixed one) starts from that
+    model: the stretches before it are the parent's, which its own card reproduces."""
     name, task = card["name"], card["task"]
     hist = (card.get("solver") or {}).get("recipes") or []
+    parent = (card.get("training") or {}).get("fine_tuned_from")
+    lines, first = [], ""
+    if parent:
+        lines.append(f"# first {parent['from']} at {parent['iteration']:,} iterations (sha1 "
+                     f"{str(parent.get('sha1'))[:12]}...): its own card's \"Reproduce it\"")
+        # the recipe in force at the fine-tune's start; a later stretch begins where it says
+        hist = ([h for h in hist if h["from_iteration"] <= parent["iteration"]][-1:]
+                + [h for h in hist if h["from_iteration"] > parent["iteration"]]) or hist[-1:]
+        first = f" FROM_MODEL={parent['from']}"
     if len(hist) < 2:
-        return [f"make train NET={net} {words} ITERS={it}{_words_of(_recipe_of(card), it)}",
-                f"make zoo-export RUN={net}_{task} NAME={name}"]
-    lines = []
+        return lines + [f"make train NET={net} {words} ITERS={it}{first}{_words_of(_recipe_of(card), it)}",
+                        f"make zoo-export RUN={net}_{task} NAME={name}"]
     for k, h in enumerate(hist):
         last = k + 1 == len(hist)
         until = it if last else hist[k + 1]["from_iteration"]
         run = f"{net}_{task}" if k == 0 else f"{name}-{k}"
-        start = "" if k == 0 else f" RUN={run} FROM_MODEL=checkpoints/{name}"
+        start = first if k == 0 else f" RUN={run} FROM_MODEL=checkpoints/{name}"
         lines.append(f"make train NET={net} {words} ITERS={until}{start}"
                      f"{_words_of(recipes.Recipe.from_dict(h['recipe']), until)}")
         lines.append(f"make zoo-export RUN={run} NAME={name}" + ("" if last else " ZOO_ROOT=checkpoints"))
