@@ -416,8 +416,10 @@ def test_a_card_exported_outside_the_repository_does_not_claim_to_be_in_it(tmp_p
 
 def test_tiles_smaller_than_the_receptive_radius_are_refused(tmp_path):
     img = _noisy_png(tmp_path / "in.png")
-    r = cli("restore", "--task", "denoise", "--sigma", "30", "--tile", "1", str(img), str(tmp_path / "o.png"))
-    one_error_line(r, "--tile 1: smaller than the net's receptive radius (10 px)")
+    for net, radius in (("red10", 10), ("red30", 30)):     # the radius is the chosen net's own
+        r = cli("restore", "--task", "denoise", "--sigma", "30", "--net", net, "--tile", "1", str(img),
+                str(tmp_path / "o.png"))
+        one_error_line(r, f"--tile 1: smaller than the net's receptive radius ({radius} px)")
 
 
 def test_a_mixed_model_restores_any_level_within_its_span(tmp_path):
