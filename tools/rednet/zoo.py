@@ -626,7 +626,7 @@ def _train_lines(card: dict, net: str, words: str, it: int) -> list[str]:
                      f"{str(parent.get('sha1'))[:12]}...): its own card's \"Reproduce it\"")
         # the recipe in force at the fine-tune's start; a later stretch begins where it says
         hist = ([h for h in hist if h["from_iteration"] <= parent["iteration"]][-1:]
-                + [h for h in hist if h["from_iteration"] > parent["iteration"]]) or hist[-1:]
+                + [h for h in hist if h["from_iteration"] > parent["iteration"]])
         first = f" FROM_MODEL={parent['from']}"
     if len(hist) < 2:
         return lines + [f"make train NET={net} {words} ITERS={it}{first}{_words_of(_recipe_of(card), it)}",
