@@ -296,6 +296,36 @@ def test_a_level_fine_tuned_from_the_mixed_model_says_so_and_carries_its_trainin
     assert r.returncode == 0                                    # the same task: a plain continuation
 
 
+def test_a_fine_tuned_level_continued_from_its_checkpoint_still_names_its_parent(tmp_path, datasets_dir):
+    """A level fine-tuned from the mixed model, checkpointed (with its solver state) and then
+    continued from the checkpoint in a new run folder: the model exported at the end is still
+    fine-tuned from the mixed model, and its card reproduces it from there, not from scratch."""
+    toy = write_toy(tmp_path / "toy", max_iter=40, snapshot=4)
+    runs = tmp_path / "runs"
+    args = [a if a != "denoise-s30" else "denoise-mixed" for a in train_args(toy, runs, "mixed", "--iters", "4")]
+    assert cli(*args).returncode == 0
+    parent = zoo.export(runs / "mixed", "toy_denoise-mixed", root=tmp_path / "zoo", datasets=datasets_dir)
+    r = cli(*train_args(toy, runs, "level", "--iters", "8", "--from-model", str(parent)))
+    assert r.returncode == 0, r.stderr + r.stdout
+    ck = zoo.export(runs / "level", "toy_denoise-s30", root=tmp_path / "checkpoints", datasets=datasets_dir,
+                    solverstate=True)
+    assert zoo.read_card(ck)["training"]["fine_tuned_from"]["iteration"] == 4
+    r = cli(*train_args(toy, runs, "level-1", "--iters", "12", "--from-model", str(ck)))
+    assert r.returncode == 0, r.stderr + r.stdout
+    folder = zoo.export(runs / "level-1", "toy_denoise-s30", root=tmp_path / "zoo", datasets=datasets_dir)
+    t = zoo.read_card(folder)["training"]
+    assert t["fine_tuned_from"] == zoo.read_card(ck)["training"]["fine_tuned_from"]
+    # the curve goes on from the checkpoint's (the fine-tune's first iterations), not from 8
+    ck_rows = [r for r in zoo.read_curves(ck / "curves.csv") if r[0] < 8]
+    assert ck_rows and ck_rows[0][0] == 4
+    assert [r for r in zoo.read_curves(folder / "curves.csv") if r[0] < 8] == ck_rows
+    assert t["sessions"] == zoo.read_card(parent)["training"]["sessions"] + 2
+    text = (folder / zoo.CARD).read_text()
+    assert "Fine-tuned from `" in text
+    assert f"ITERS=12 FROM_MODEL={t['fine_tuned_from']['from']}" in text      # from the parent, in one run
+    assert "ITERS=4\n" not in text and "ITERS=8" not in text                 # no run from scratch, no stop
+
+
 def test_a_checkpoint_goes_on_exactly_as_the_run_would_have(tmp_path, datasets_dir):
     """A checkpoint (exported with its .solverstate) continued by FROM_MODEL= in a new run
     folder, as on another machine, ends bitwise where the uninterrupted run ends: the weights,

@@ -276,9 +276,25 @@ def _with_earlier_training(summary: dict, old: dict, task: str | None = None) ->
     # copies, so that the card's YAML holds them twice as plain mappings, not as anchors
     out["restarts"] = [dict(r) for r in carried.get("restarts") or []] + summary["restarts"]
     out["carried"] = carried
-    if carried is t.get("carried") and t.get("fine_tuned_from"):      # an earlier export of a fine-tuned run
+    if t.get("fine_tuned_from"):      # continued from a fine-tuned level (a checkpoint), or exported again
         out["fine_tuned_from"] = t["fine_tuned_from"]
     return out
+
+
+def _continued_folder(own: dict, old: dict, folder: Path, task: str) -> Path | None:
+    """The model folder whose curve and validation record the run's own training continues:
+    ``folder`` when the card being replaced holds the weights the run restarted from (or is an
+    earlier export of the run), the checkpoint or model of the same task it restarted from
+    otherwise; None for a run from scratch or a fine-tune from another task's model (its
+    curve starts at the fine-tune)."""
+    if not own["restarts"]:
+        return None
+    first = own["restarts"][0]
+    sha1 = first["weights_sha1"]
+    if old and sha1 in (old.get("sha1"), ((old.get("training") or {}).get("carried") or {}).get("from_sha1")):
+        return folder
+    parent = _parent_card(first)
+    return ROOT / str(first["from"]) if parent and parent.get("task") == task else None
 
 
 def _fixed_val_from(info: dict) -> tuple[int, int] | None:
@@ -295,19 +311,15 @@ def _fixed_val_from(info: dict) -> tuple[int, int] | None:
     return fixed
 
 
-def _curves(run_dir: Path, folder: Path, title: str, earlier: bool, fixed: tuple[int, int] | None = None) -> dict:
+def _curves(run_dir: Path, folder: Path, title: str, earlier: Path | None,
+            fixed: tuple[int, int] | None = None) -> dict:
     """``curves.csv`` and ``curves.png``: training loss and validation PSNR (from Caffe's
-    test-phase loss) against the iteration.  ``earlier``: keep the rows of the folder's old
-    curves.csv before this run's first iteration (a run restarted from these weights).
-    ``fixed``: (iteration, patches) from which the tests read the same patches each time
-    (:func:`_fixed_val_from`); the points before it are drawn apart."""
-    import csv
-    import io
+    test-phase loss) against the iteration.  ``earlier``: the folder whose curves.csv this
+    run continues (the card replaced, or the checkpoint of the same task the run restarted
+    from), whose rows before this run's first iteration are kept.  ``fixed``: (iteration,
+    patches) from which the tests read the same patches each time (:func:`_fixed_val_from`);
+    the points before it are drawn apart."""
     import math
-
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     from .logparse import parse_log
     from .runrecord import RunLayout
@@ -317,13 +329,29 @@ def _curves(run_dir: Path, folder: Path, title: str, earlier: bool, fixed: tuple
     rows = [(r.iteration, r.train_loss,
              10 * math.log10(pix / (2 * r.test_loss)) if r.test_loss else None)
             for r in (table.rows[k] for k in sorted(table.rows))]
+    if earlier is not None and (Path(earlier) / "curves.csv").is_file() and rows:
+        rows = [r for r in read_curves(Path(earlier) / "curves.csv") if r[0] < rows[0][0]] + rows
+    return draw_curves(rows, folder, title, fixed)
+
+
+def read_curves(path: Path) -> list[tuple]:
+    """The rows of a card's ``curves.csv``: (iteration, training loss or None, PSNR or None)."""
+    import csv
+    with open(path, newline="") as f:
+        return [(int(r["iteration"]), float(r["train_loss"]) if r["train_loss"] else None,
+                 float(r["val_psnr"]) if r["val_psnr"] else None) for r in csv.DictReader(f)]
+
+
+def draw_curves(rows: list[tuple], folder: Path, title: str, fixed: tuple[int, int] | None = None) -> dict:
+    """Write ``rows`` (:func:`read_curves`) as ``folder/curves.csv`` and draw ``curves.png``;
+    return the card's ``validation`` record."""
+    import csv
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     old_csv = folder / "curves.csv"
-    if earlier and old_csv.is_file() and rows:
-        with open(old_csv, newline="") as f:
-            before = [(int(r["iteration"]), float(r["train_loss"]) if r["train_loss"] else None,
-                       float(r["val_psnr"]) if r["val_psnr"] else None)
-                      for r in csv.DictReader(f) if int(r["iteration"]) < rows[0][0]]
-        rows = before + rows
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["iteration", "train_loss", "val_psnr"])
@@ -450,12 +478,15 @@ def export(run_dir: Path, name: str | None = None, root: Path = ZOO, datasets: P
         (folder / f"{name}.solverstate").unlink(missing_ok=True)       # no stale state beside new weights
     task = get_task(info["task"])
     old = read_card(folder) if (folder / CARD).is_file() else {}
-    summary = _with_earlier_training(_sessions_summary(info, it, spec.weights), old, info["task"])
-    fixed, before = _fixed_val_from(info), old.get("validation") or {}
-    if (summary.get("carried") and fixed and fixed[0] == info["sessions"][0]["start_iter"]
+    own = _sessions_summary(info, it, spec.weights)
+    summary = _with_earlier_training(own, old, info["task"])
+    earlier = _continued_folder(own, old, folder, info["task"])
+    fixed = _fixed_val_from(info)
+    before = (read_card(earlier).get("validation") or {}) if earlier is not None else {}
+    if (earlier is not None and fixed and fixed[0] == info["sessions"][0]["start_iter"]
             and before.get("same_patches_from") is not None and before.get("patches_per_test") == fixed[1]):
         fixed = (int(before["same_patches_from"]), fixed[1])    # the carried curve's same patches go on
-    curves = _curves(run_dir, folder, f"{name}: {info['net']} {info['task']}", bool(summary.get("carried")), fixed)
+    curves = _curves(run_dir, folder, f"{name}: {info['net']} {info['task']}", earlier, fixed)
     sample = _sample(folder, folder / "deploy.prototxt", weights, task, paths.datasets_dir(datasets))
     batch = int(info.get("batch_size", 16)) * int(info.get("iter_size", 1))
     card = {
