@@ -252,6 +252,52 @@ def test_cells_and_ensemble_gain_from_the_tables_records(tmp_path, monkeypatch, 
     assert (tmp_path / "gain.md").read_text().count("| 1 | denoise14 | sigma=30 | RED10 | 2 |") == 1
 
 
+@pytest.mark.datasets
+def test_shipped_cells_are_reused_only_where_their_record_matches(tmp_path, monkeypatch, caffe, datasets_dir):
+    """`make zoo-results` ships every cell's per-image rows with their record; on a fresh clone
+    (an empty results/) they are copied into the evaluation's cache and used without a forward
+    pass, but not when the evaluation code's fingerprint differs or the weights changed."""
+    from test_restore import empty_zoo, make_model, make_zoo_model
+
+    from rednet import tables, zooresults
+    models = empty_zoo(tmp_path, monkeypatch)
+    deploy, weights = make_model(tmp_path / "made", caffe, depth=4, width=8, seed=5)
+    make_zoo_model(models, "red10_denoise-s30", "red10", "denoise-s30", deploy, weights)
+
+    def cfg(out):
+        return tables.EvalConfig(datasets=datasets_dir, ensemble=False, limit=2, tables=(1,), out=out, zoo_only=True)
+    first = tables.run(cfg(tmp_path / "first"))
+    shipped = tmp_path / "docs" / "per_image"
+    files = zooresults.cell_files(cfg(tmp_path / "first"), first, shipped)
+    assert {p.suffix for p in files} == {".csv", ".json"} and len(files) == 2      # the one RED10 cell
+    for p, text in files.items():
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    key = (1, "denoise14", "sigma=30", "RED10")
+    tables.eval_code_id()
+    scored = []
+    real = tables._score_denoise
+    monkeypatch.setattr(tables, "_score_denoise", lambda *a, **k: scored.append(a[-1]) or real(*a, **k))
+
+    assert zooresults.seed_cells(shipped, tmp_path / "fresh") == 1
+    again = tables.run(cfg(tmp_path / "fresh"))
+    assert scored == [] and again["ours"][key] == pytest.approx(first["ours"][key], abs=1e-5)   # no forward pass
+    assert zooresults.seed_cells(shipped, tmp_path / "fresh") == 0                # a valid cell is kept
+
+    code = tables.eval_code_id()
+    monkeypatch.setattr(tables, "_EVAL_CODE", "0" * 16)                          # other evaluation code
+    assert zooresults.seed_cells(shipped, tmp_path / "other-code") == 1
+    tables.run(cfg(tmp_path / "other-code"))
+    assert len(scored) == 1
+
+    monkeypatch.setattr(tables, "_EVAL_CODE", code)
+    _, weights2 = make_model(tmp_path / "made2", caffe, depth=4, width=8, seed=6)   # retrained weights
+    make_zoo_model(models, "red10_denoise-s30", "red10", "denoise-s30", deploy, weights2)
+    assert zooresults.seed_cells(shipped, tmp_path / "retrained") == 1
+    res = tables.run(cfg(tmp_path / "retrained"))
+    assert len(scored) == 2 and res["ours"][key][0] != pytest.approx(first["ours"][key][0], abs=1e-3)
+
+
 def csv_rows(p):
     import csv
     with open(p, newline="") as f:

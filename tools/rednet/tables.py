@@ -382,6 +382,30 @@ def _score_sr(images, scale, restore_fn, cfg, desc):
     return rows
 
 
+#: the modules whose code decides a cell's numbers (noise, bicubic, colour conversion, the
+#: forward pass and its ensemble, the metrics), with :func:`load_images` and the two scoring
+#: functions above: a cell made by other code is never reused
+EVAL_MODULES = ("metrics", "matlab", "imageio_ml", "restore")
+
+
+def eval_code_id() -> str:
+    """A sha256 (16 hex digits) of the code that computes a cell, part of every cell's record,
+    so that a cached or shipped cell made before a change to that code is computed again."""
+    global _EVAL_CODE
+    if _EVAL_CODE is None:
+        import inspect
+        h = hashlib.sha256()
+        for mod in EVAL_MODULES:
+            h.update((Path(__file__).parent / f"{mod}.py").read_bytes())
+        for fn in (load_images, _score_denoise, _score_sr):
+            h.update(inspect.getsource(fn).encode())
+        _EVAL_CODE = h.hexdigest()[:16]
+    return _EVAL_CODE
+
+
+_EVAL_CODE: str | None = None
+
+
 def _write_rows(path: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0].keys()), lineterminator="\n")
@@ -487,7 +511,8 @@ def evaluate_cell(spec: TableSpec, dataset: str, setting: str, method: str, cfg:
         return prepared
     level = job.level
     record = dict(prepared.record, table=spec.number, setting=setting, data=cfg.dataset_params(dataset),
-                  seed=cfg.seed, sr_protocol=cfg.sr_protocol if spec.kind == "sr" else None)
+                  seed=cfg.seed, sr_protocol=cfg.sr_protocol if spec.kind == "sr" else None,
+                  code=eval_code_id())
     path = cell_path(cfg, spec.number, dataset, setting, method)
     meta = path.with_suffix(".json")
     cached = _cached_rows(path, meta, record)

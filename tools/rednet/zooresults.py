@@ -12,6 +12,14 @@ setting is refused in one line before anything is computed (``make tables`` eval
 any setting into ``results/``).  Every shipped file is written only once both evaluations
 and every cell are complete, all of them together (:func:`rednet.errors.atomic_write_all`);
 a cell that is not finite or out of range stops it with nothing written (:mod:`rednet.zoo`).
+
+The per-image rows of every cell ship too, with the record of what made them
+(``docs/results/per_image/``, and ``per_image_single/`` for the one-pass evaluation): they
+are the evaluation's own cache, so that a fresh clone computes only the cells of a model
+that changed.  Before evaluating, a shipped cell is copied into ``results/`` where that has
+no valid cell of the same name; :mod:`rednet.tables` reuses it only where its record (the
+weights' and deploy net's sha256, the build, the seed, the data, the evaluation code's
+fingerprint, :func:`rednet.tables.eval_code_id`) is exactly the cell's as computed now.
 """
 from __future__ import annotations
 
@@ -26,6 +34,34 @@ from .paths import RESULTS, ROOT, rel
 OUT, SINGLE, DOCS = RESULTS / "zoo", RESULTS / "zoo-single", ROOT / "docs" / "results"
 #: the tables of the ensemble-gain pass (the 14 images and Set5 x2-x4)
 GAIN_TABLES = (1, 3)
+#: the shipped per-image cells of each evaluation (folder under docs/results/)
+CELL_FOLDERS = {"main": "per_image", "single": "per_image_single"}
+
+
+def seed_cells(shipped: Path, out: Path) -> int:
+    """Copy the shipped cells (``<cell>.csv`` and its ``.json`` record) from ``shipped`` into
+    an evaluation's ``out/per_image/`` where it has no valid cell of that name; return how
+    many.  Whether one is used is decided by its record, when the cell is evaluated."""
+    n = 0
+    for meta in sorted(Path(shipped).glob("*.json")):
+        dest = out / "per_image" / meta.name
+        if tables.read_cell(meta) is None or (dest.is_file() and tables.read_cell(dest) is not None):
+            continue
+        atomic_write_all({dest.with_suffix(".csv"): meta.with_suffix(".csv").read_text(),
+                          dest: meta.read_text()})
+        n += 1
+    return n
+
+
+def cell_files(cfg: tables.EvalConfig, res: dict, shipped: Path) -> dict:
+    """``{shipped path: text}`` of every computed cell of ``res`` (its CSV and record)."""
+    files = {}
+    for (t, d, s, m), cell in res["results"].items():
+        if isinstance(cell, tables.Cell):
+            src = tables.cell_path(cfg, t, d, s, m)
+            for f in (src, src.with_suffix(".json")):
+                files[shipped / f.name] = f.read_text()
+    return files
 
 
 def non_default(cfg: tables.EvalConfig) -> list[str]:
@@ -63,10 +99,16 @@ def run(cfg: tables.EvalConfig, single_out: Path = SINGLE, docs: Path = DOCS, ro
         except datasets.SetMissing as e:
             raise UserError(f"zoo-results: the shipped results need every test set: {e}") from None
     cfg = dataclasses.replace(cfg, zoo_only=True)
+    single_cfg = dataclasses.replace(cfg, tables=GAIN_TABLES, ensemble=False, no_ensemble_tables=(), out=single_out)
+    shipped = {"main": docs / CELL_FOLDERS["main"], "single": docs / CELL_FOLDERS["single"]}
     try:
+        for key, c in (("main", cfg), ("single", single_cfg)):
+            n = seed_cells(shipped[key], c.out)
+            if n:
+                print(f"zoo-results: {n} shipped cells copied into {rel(c.out)}/per_image (used where "
+                      f"their record matches)", flush=True)
         res = tables.run(cfg)
-        tables.run(dataclasses.replace(cfg, tables=GAIN_TABLES, ensemble=False, no_ensemble_tables=(),
-                                       out=single_out))
+        res_single = tables.run(single_cfg)
     except OSError as e:
         raise tables.disk_error(e, cfg.out) from None
     staged = zoo.card_cells(cfg.out, root)              # refuses a non-finite or absurd cell
@@ -75,8 +117,14 @@ def run(cfg: tables.EvalConfig, single_out: Path = SINGLE, docs: Path = DOCS, ro
              docs / "tables.csv": (cfg.out / "tables.csv").read_text(),
              docs / "ensemble_gain.csv": gain_csv, docs / "ensemble_gain.md": gain_md}
     files.update({Path(folder) / zoo.CARD: text for folder, _, text in staged})
+    cells = {**cell_files(cfg, res, shipped["main"]), **cell_files(single_cfg, res_single, shipped["single"])}
+    files.update(cells)
     try:
         atomic_write_all(files)
+        for key in shipped:            # cells of models no longer shipped (or made otherwise) go
+            for old in sorted(shipped[key].glob("*")) if shipped[key].is_dir() else ():
+                if old not in cells:
+                    old.unlink()
     except OSError as e:
         raise UserError(f"{rel(e.filename) if e.filename else rel(docs)}: cannot write the shipped results "
                         f"({e.strerror}); nothing of them was replaced") from None
