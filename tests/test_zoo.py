@@ -274,7 +274,7 @@ def test_shipped_cells_are_reused_only_where_their_record_matches(tmp_path, monk
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(text)
     key = (1, "denoise14", "sigma=30", "RED10")
-    tables.eval_code_id()
+    code = tables.eval_code_id()            # computed before the scoring function is wrapped
     scored = []
     real = tables._score_denoise
     monkeypatch.setattr(tables, "_score_denoise", lambda *a, **k: scored.append(a[-1]) or real(*a, **k))
@@ -284,7 +284,6 @@ def test_shipped_cells_are_reused_only_where_their_record_matches(tmp_path, monk
     assert scored == [] and again["ours"][key] == pytest.approx(first["ours"][key], abs=1e-5)   # no forward pass
     assert zooresults.seed_cells(shipped, tmp_path / "fresh") == 0                # a valid cell is kept
 
-    code = tables.eval_code_id()
     monkeypatch.setattr(tables, "_EVAL_CODE", "0" * 16)                          # other evaluation code
     assert zooresults.seed_cells(shipped, tmp_path / "other-code") == 1
     tables.run(cfg(tmp_path / "other-code"))

@@ -34,8 +34,6 @@ from .paths import RESULTS, ROOT, rel
 OUT, SINGLE, DOCS = RESULTS / "zoo", RESULTS / "zoo-single", ROOT / "docs" / "results"
 #: the tables of the ensemble-gain pass (the 14 images and Set5 x2-x4)
 GAIN_TABLES = (1, 3)
-#: the shipped per-image cells of each evaluation (folder under docs/results/)
-CELL_FOLDERS = {"main": "per_image", "single": "per_image_single"}
 
 
 def seed_cells(shipped: Path, out: Path) -> int:
@@ -100,7 +98,7 @@ def run(cfg: tables.EvalConfig, single_out: Path = SINGLE, docs: Path = DOCS, ro
             raise UserError(f"zoo-results: the shipped results need every test set: {e}") from None
     cfg = dataclasses.replace(cfg, zoo_only=True)
     single_cfg = dataclasses.replace(cfg, tables=GAIN_TABLES, ensemble=False, no_ensemble_tables=(), out=single_out)
-    shipped = {"main": docs / CELL_FOLDERS["main"], "single": docs / CELL_FOLDERS["single"]}
+    shipped = {"main": docs / "per_image", "single": docs / "per_image_single"}   # each evaluation's cells
     try:
         for key, c in (("main", cfg), ("single", single_cfg)):
             n = seed_cells(shipped[key], c.out)
@@ -121,13 +119,11 @@ def run(cfg: tables.EvalConfig, single_out: Path = SINGLE, docs: Path = DOCS, ro
     files.update(cells)
     try:
         atomic_write_all(files)
-        for key in shipped:            # cells of models no longer shipped (or made otherwise) go
-            for old in sorted(shipped[key].glob("*")) if shipped[key].is_dir() else ():
-                if old not in cells:
-                    old.unlink()
     except OSError as e:
         raise UserError(f"{rel(e.filename) if e.filename else rel(docs)}: cannot write the shipped results "
                         f"({e.strerror}); nothing of them was replaced") from None
+    for old in (f for folder in shipped.values() for f in sorted(folder.glob("*")) if f not in cells):
+        old.unlink()                   # cells of models no longer shipped (or made otherwise)
     return {"cells": len(res["ours"]), "missing": len(res["missing"]), "gain_rows": len(rows),
             "cards": {card["name"]: len(card["cells"]) for _, card, _ in staged}}
 
