@@ -415,7 +415,7 @@ def test_red30_cells_without_a_per_level_model_come_from_the_mixed_model(tmp_pat
 
 
 @pytest.mark.datasets
-def test_a_cell_of_the_mixed_model_is_computed_once_for_tables_1_and_6(tmp_path, monkeypatch, caffe, datasets_dir):
+def test_a_cell_of_the_mixed_model_is_computed_once_for_tables_1_and_6(tmp_path, monkeypatch, caffe, bsd_datasets):
     """Table 1's RED30 cells filled from the single model for all levels are Table 6's cells
     (same model, images, noise, ensemble): restored once, each table's record its own; with
     another ensemble setting for Table 6 they are computed again."""
@@ -429,7 +429,7 @@ def test_a_cell_of_the_mixed_model_is_computed_once_for_tables_1_and_6(tmp_path,
     monkeypatch.setattr(tables, "_score_denoise", lambda images, sigma, fn, dataset, cfg, desc:
                         scored.append(desc) or real(images, sigma, fn, dataset, cfg, desc))
     out = tmp_path / "results"
-    cfg = tables.EvalConfig(datasets=datasets_dir, ensemble=False, limit=1, tables=(1, 6), out=out)
+    cfg = tables.EvalConfig(datasets=bsd_datasets, ensemble=False, limit=1, tables=(1, 6), out=out)
     ours = tables.run(cfg)["ours"]
     red30 = [d for d in scored if d.endswith("RED30")]
     assert sorted(red30) == sorted([f"T1 denoise14 sigma={s} RED30" for s in (10, 30, 50, 70)]
@@ -439,7 +439,7 @@ def test_a_cell_of_the_mixed_model_is_computed_once_for_tables_1_and_6(tmp_path,
         meta = json.loads((out / "per_image" / f"t6_denoise14_sigma{s}_RED30.json").read_text())
         assert meta["table"] == 6
     scored.clear()
-    tables.run(tables.EvalConfig(datasets=datasets_dir, ensemble=True, limit=1, tables=(1, 6), out=out,
+    tables.run(tables.EvalConfig(datasets=bsd_datasets, ensemble=True, limit=1, tables=(1, 6), out=out,
                                  no_ensemble_tables=(1,)))
     assert sorted(d for d in scored if d.startswith("T6 denoise14")) == \
         sorted(f"T6 denoise14 sigma={s} RED30" for s in (10, 30, 50, 70))
@@ -473,7 +473,7 @@ def test_a_damaged_cached_cell_is_recomputed(tmp_path, datasets_dir, damage):
 
 
 @pytest.mark.datasets
-def test_ensemble_can_be_left_off_for_some_tables(tmp_path, monkeypatch, caffe, datasets_dir):
+def test_ensemble_can_be_left_off_for_some_tables(tmp_path, monkeypatch, caffe, bsd_datasets):
     """--no-ensemble-tables 2: Table 2's RED cell is one forward pass, Table 1's the 8-orientation
     mean; each cell's record and tables.md say which."""
     from test_restore import empty_zoo, make_model, make_zoo_model
@@ -481,7 +481,7 @@ def test_ensemble_can_be_left_off_for_some_tables(tmp_path, monkeypatch, caffe, 
     deploy, weights = make_model(tmp_path / "made", caffe, depth=4, width=8, seed=5)
     make_zoo_model(models, "red10_s30", "red10", "denoise-s30", deploy, weights)
     out = tmp_path / "results"
-    tables.run(tables.EvalConfig(datasets=datasets_dir, limit=1, tables=(1, 2), out=out, no_ensemble_tables=(2,)))
+    tables.run(tables.EvalConfig(datasets=bsd_datasets, limit=1, tables=(1, 2), out=out, no_ensemble_tables=(2,)))
     import json
     rec = {t: json.loads((out / "per_image" / f"t{t}_{d}_sigma30_RED10.json").read_text())["ensemble"]
            for t, d in ((1, "denoise14"), (2, "BSD200"))}
