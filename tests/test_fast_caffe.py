@@ -25,6 +25,10 @@ nets, weights and inputs:
 * a synthetic net with what the presets lack (groups, 1x1, strides, no bias) likewise;
 * 300 Adam iterations of RED10 (width 64, depth 10, 16x16 patches) on the same tiny
   database: every logged training loss within 1 %;
+* with the activations kept in oneDNN's layout between layers (patch 0004), every blob's data
+  and diff after a RED30 training step reads as in stock (pycaffe sees Caffe's NCHW), and a
+  RED10 and a RED30 step run no reorder of a 64-channel activation and are bitwise those of
+  REDNET_DNNL_LAYOUT=0 (activations reordered into NCHW at every layer);
 * the fast build resumes a SIGKILLed run bitwise (within the fast build, fixed threads);
 * once oneDNN runs, OpenBLAS runs single-threaded unless OPENBLAS_NUM_THREADS is set.
 
@@ -109,7 +113,16 @@ if spec["grads"]:
             assert np.abs(b.diff - 2 * g).max() <= 1e-5 * np.abs(g).max(), ("diff not accumulated", name, i)
 else:
     net.forward()
+# the end of the computation in the log (oneDNN's verbose lines go through C's stdio)
+import ctypes, os
+ctypes.CDLL(None).fflush(None)
+os.write(1, b"\nCOMPUTED\n")
 res["output"] = np.array(net.blobs[out_name].data)
+if spec.get("all_blobs"):
+    for name, b in net.blobs.items():
+        res["data:" + name] = np.array(b.data)
+        if spec["grads"]:
+            res["diff:" + name] = np.array(b.diff)
 np.savez(spec["out"], **res)
 '''
 
@@ -134,13 +147,18 @@ def env_for(build: str, **extra) -> dict:
     return {**os.environ, "CAFFE": build, "OMP_NUM_THREADS": THREADS, "OPENBLAS_NUM_THREADS": "2", **extra}
 
 
-def run_worker(build: str, net: Path, shape, grads: bool, out: Path, **extra) -> dict:
+def run_worker(build: str, net: Path, shape, grads: bool, out: Path, all_blobs: bool = False,
+               log: list | None = None, **extra) -> dict:
+    """The worker's arrays (with all_blobs: every blob's data, and diff with grads, as pycaffe
+    reads them); its stdout up to the end of the computation is appended to log."""
     script = out.parent / "worker.py"
     script.write_text(WORKER)
-    spec = dict(net=str(net), shape=list(shape), grads=grads, out=str(out))
+    spec = dict(net=str(net), shape=list(shape), grads=grads, out=str(out), all_blobs=all_blobs)
     r = subprocess.run([PY, str(script), json.dumps(spec)], cwd=ROOT, env=env_for(build, **extra),
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, f"{build}: {r.stderr[-2000:]}"
+    if log is not None:
+        log.append(r.stdout[:r.stdout.index("\nCOMPUTED\n")])
     with np.load(str(out) + ".npz") as z:
         return {k: z[k] for k in z.files}
 
@@ -152,11 +170,11 @@ def rel_err(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def compare(net: Path, shape, grads: bool, tmp: Path, stock_env: dict | None = None,
-            **fast_env) -> tuple[dict, dict]:
+            all_blobs: bool = False, **fast_env) -> tuple[dict, dict]:
     (tmp / "stock").mkdir(parents=True)
     (tmp / "fast").mkdir()
-    s = run_worker("stock", net, shape, grads, tmp / "stock" / "r", **(stock_env or {}))
-    f = run_worker("fast", net, shape, grads, tmp / "fast" / "r", **fast_env)
+    s = run_worker("stock", net, shape, grads, tmp / "stock" / "r", all_blobs, **(stock_env or {}))
+    f = run_worker("fast", net, shape, grads, tmp / "fast" / "r", all_blobs, **fast_env)
     assert s.keys() == f.keys()
     return s, f
 
@@ -288,6 +306,46 @@ def test_groups_1x1_strides_and_no_bias_equal_stock(tmp_path):
                 assert err <= 1e-5, f"gradient {k}: {err:.2e}"
             else:
                 assert err <= FORWARD_TOLERANCE, f"{k} (grads={grads}): {err:.2e}"
+
+
+# ------------------------------------------------- activations in oneDNN's layout (patch 0004)
+def test_every_blob_reads_as_in_stock(tmp_path):
+    """The fast build leaves the activations between RED30's convolutions in oneDNN's blocked
+    layout; pycaffe's blob.data and blob.diff still show Caffe's NCHW: every blob's data and
+    diff after a training step's forward and backward agrees with stock's."""
+    s, f = compare(ROOT / "gen" / "red30" / "deploy.prototxt", (3, 1, 13, 11), True, tmp_path, all_blobs=True)
+    blobs = [k for k in s if k.startswith(("data:", "diff:"))]
+    assert len(blobs) > 60 and any("split" in k for k in blobs)
+    worst = max((rel_err(f[k], s[k]), k) for k in blobs)
+    assert worst[0] <= FORWARD_TOLERANCE, f"blob {worst[1]} differs from stock by {worst[0]:.2e}"
+
+
+def _activation_reorders(log: str, shape: str) -> int:
+    """oneDNN reorders of a tensor of shape NxCxHxW ('3x64x13x11') in a verbose log."""
+    return sum(1 for line in log.splitlines()
+               if line.startswith("onednn_verbose,exec,cpu,reorder,") and line.split(",")[-2] == shape)
+
+
+@pytest.mark.parametrize("preset", ("red10", "red30"))
+def test_layouts_kept_between_layers_change_no_bit(preset, tmp_path):
+    """With the activations kept in oneDNN's layout (the default) a training step reorders no
+    64-channel activation and every value is bitwise that of REDNET_DNNL_LAYOUT=0 (reordered
+    into NCHW and back at every layer, as before): losses, parameter gradients, every blob's
+    data and diff."""
+    runs = {}
+    for mode in ("kept", "nchw"):
+        (tmp_path / mode).mkdir()
+        log: list = []
+        extra = dict(REDNET_DNNL_LAYOUT="0") if mode == "nchw" else {}
+        arrays = run_worker("fast", ROOT / "gen" / preset / "deploy.prototxt", (3, 1, 13, 11), True,
+                            tmp_path / mode / "r", True, log, ONEDNN_VERBOSE="1", **extra)
+        runs[mode] = (arrays, _activation_reorders(log[0], "3x64x13x11"))
+    (kept, kept_reorders), (nchw, nchw_reorders) = runs["kept"], runs["nchw"]
+    assert nchw_reorders > 0, "without the layouts kept, each layer reorders its activations"
+    assert kept_reorders == 0, f"{kept_reorders} reorders of 64-channel activations in one step"
+    assert kept.keys() == nchw.keys()
+    differ = [k for k in kept if not np.array_equal(kept[k], nchw[k])]
+    assert differ == [], f"not bitwise equal: {differ[:5]}"
 
 
 # --------------------------------------------------------------------------------------------
