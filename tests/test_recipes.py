@@ -1,4 +1,4 @@
-"""rednet.recipes: the learning-rate recipe of a run (RECIPE=, LR=, LR_STEPS=, LR_GAMMA=).
+"""rednet.recipes: the training recipe of a run (RECIPE=, LR=, LR_STEPS=, LR_GAMMA=, BATCH=).
 
 The rendering tests parse the solver with Caffe's own protobuf classes; the run tests train a
 real RED10 preset through `bin/caffe train` on a tiny HDF5 database and read Caffe's log for
@@ -28,6 +28,14 @@ def test_named_recipes_resolve_and_describe():
     assert custom.to_dict() == {"name": "custom", "base_lr": 1e-5, "lr_policy": "multistep", "steps": [51_000],
                                 "gamma": 0.3, "base": "finetune"}
     assert recipes.select() is None                       # nothing asked: the run's own, else the default
+    big = recipes.select("step", batch="32").resolve(5_000)
+    assert big.to_dict() == {"name": "custom", "base_lr": 1e-4, "lr_policy": "multistep", "steps": [4_000],
+                             "gamma": 0.1, "base": "step", "batch": 32}
+    assert big.describe() == "custom of step (lr 1e-4, x0.1 at 4,000, batch 32)"
+    assert recipes.Recipe.from_dict(big.to_dict()) == big
+    # the default batch is not written, so runs recorded before BATCH= compare equal
+    assert "batch" not in recipes.RECIPES["paper"].to_dict()
+    assert recipes.Recipe.from_dict({"name": "paper", "base_lr": 1e-4, "lr_policy": "fixed"}).batch == 16
 
 
 @pytest.mark.parametrize("kw, expect", [
@@ -37,6 +45,8 @@ def test_named_recipes_resolve_and_describe():
     ({"steps": "9000,8000"}, "LR_STEPS='9000,8000': expected increasing positive iterations"),
     ({"steps": "8k"}, "LR_STEPS='8k': expected iterations separated by commas"),
     ({"gamma": "0.5"}, "LR_GAMMA=0.5: the recipe has no steps to apply it at"),
+    ({"batch": "big"}, "BATCH='big': expected a whole number of patches per iteration"),
+    ({"batch": "0"}, "BATCH='0': expected between 1 and 1024 patches per iteration"),
 ])
 def test_bad_recipes_are_one_line_errors(kw, expect):
     from rednet import recipes
@@ -92,6 +102,30 @@ def test_a_run_with_a_recipe_records_it_and_caffe_steps_the_rate(tiny_db, tmp_pa
                               "gamma": 0.1, "base": "step"}
     lr = _logged_lr(run / "train.log")
     assert lr[2] == pytest.approx(1e-4) and lr[3] == pytest.approx(1e-5), lr
+
+
+def test_a_run_with_another_batch_trains_with_it_and_keeps_it(tiny_db, tmp_path):
+    """BATCH=4: the run's training net (parsed with Caffe's protobuf classes) reads 4 patches
+    per iteration, run.json and the solver's header say so, and it trains; resuming with
+    another batch is refused in one line, resuming without BATCH keeps 4."""
+    from rednet.caffeio import parse_prototxt
+    runs = tmp_path / "runs"
+    r = _train(tiny_db, runs, "--iters", "2", "--batch", "4")
+    assert r.returncode == 0, r.stderr + r.stdout
+    run = runs / "r"
+    net = parse_prototxt((run / "train.prototxt").read_text(), "NetParameter", "run's train net")
+    assert [l.hdf5_data_param.batch_size for l in net.layer if l.type == "HDF5Data"] == [4]
+    info = json.loads((run / "run.json").read_text())
+    assert info["batch_size"] == 4 and info["recipe"]["batch"] == 4 and info["recipe"]["name"] == "custom"
+    assert "batch 4," in (run / "solver.prototxt").read_text()
+    before = (run / "run.json").read_text()
+    r = _train(tiny_db, runs, "--iters", "4", "--batch", "8")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0, r.stderr
+    assert "batch 4); RECIPE custom of paper (lr 1e-4 constant, batch 8) would change it" in r.stderr
+    assert (run / "run.json").read_text() == before
+    r = _train(tiny_db, runs, "--iters", "4")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert json.loads((run / "run.json").read_text())["batch_size"] == 4
 
 
 def test_resuming_keeps_the_recipe_and_refuses_another(tiny_db, tmp_path):
@@ -183,6 +217,15 @@ def test_reproduce_lines_give_the_recorded_steps_at_any_export(it):
     words = dict(w.split("=", 1) for w in line.split()[2:])
     got = recipes.select(words.get("RECIPE"), words.get("LR"), words.get("LR_STEPS"), words.get("LR_GAMMA"))
     assert got.resolve(int(words["ITERS"])).steps == (16000,), line
+    # a recipe with another batch: its line gives BATCH= and resolves to the same recipe
+    big = recipes.select("step", batch="32").resolve(20000)
+    line = zoo._train_lines(dict(card, solver={"recipe": big.to_dict(), "recipes": [
+        {"from_iteration": 0, "recipe": big.to_dict()}]}), "red30", "TASK=denoise SIGMA=mixed", it)[0]
+    words = dict(w.split("=", 1) for w in line.split()[2:])
+    assert words["BATCH"] == "32", line
+    got = recipes.select(words.get("RECIPE"), words.get("LR"), words.get("LR_STEPS"), words.get("LR_GAMMA"),
+                         words.get("BATCH")).resolve(int(words["ITERS"]))
+    assert got.to_dict() == big.to_dict(), line
 
 
 def test_a_fine_tuned_cards_reproduce_lines_start_from_its_parent():

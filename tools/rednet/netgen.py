@@ -417,19 +417,20 @@ def db_source(task, phase: str) -> str:
 
 
 def render_train(cfg: NetConfig, task, phase: str, *, source: str | None = None,
-                 shuffle: bool | None = None, by: str = GEN_BY) -> str:
+                 shuffle: bool | None = None, by: str = GEN_BY, batch: int = TRAIN_BATCH) -> str:
     """The train (``phase='train'``) or test (``phase='test'``) net for ``task``.
 
     ``source`` (the HDF5 list file; default :func:`db_source`), ``shuffle`` (default: the
-    train phase shuffles) and ``by`` (the header's author) are what a run renders its own
-    copies with (rednet.sources)."""
+    train phase shuffles), ``by`` (the header's author) and ``batch`` (the train phase's
+    batch size; a recipe's ``BATCH=``) are what a run renders its own copies with
+    (rednet.sources)."""
     task = _task(task)
     if phase not in ("train", "test"):
         raise UserError(f"phase={phase!r}: expected train or test")
     p = dict(cfg.params(), task=task, phase=phase)
     return _render("train.prototxt.j2", p, by, cfg=cfg, layers=cfg.layers(), task=task, phase=phase,
                    source=source if source is not None else db_source(task, phase),
-                   batch_size=TRAIN_BATCH if phase == "train" else TEST_BATCH,
+                   batch_size=int(batch) if phase == "train" else TEST_BATCH,
                    shuffle=phase == "train" if shuffle is None else shuffle)
 
 
@@ -453,7 +454,7 @@ def render_solver(cfg: NetConfig, task, net_root: str | None = None, *, train_ne
                    train_net=train_net or f"{root}/{task}/train.prototxt",
                    test_net=test_net or f"{root}/{task}/test.prototxt",
                    snapshot_prefix=snapshot_prefix or f"runs/{run}/snapshots/{run}", test_batch=TEST_BATCH,
-                   train_batch=TRAIN_BATCH, max_iter=int(max_iter), snapshot=int(snapshot),
+                   train_batch=recipe.batch if recipe is not None else TRAIN_BATCH, max_iter=int(max_iter), snapshot=int(snapshot),
                    display=int(display), solver_mode=solver_mode, test_iter=int(test_iter), recipe=recipe,
                    test_interval=int(test_interval))
 

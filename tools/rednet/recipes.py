@@ -12,8 +12,9 @@ tables' notes can say what trained a model:
 - ``finetune``: 1e-5, constant: continuing (``FROM_MODEL=``) a model trained at 1e-4, the
   one-time gain of a late drop measured in docs/recipe.md.
 
-``LR=``, ``LR_STEPS=`` (iterations, comma-separated) and ``LR_GAMMA=`` change a named recipe's
-fields; the result is recorded as the recipe ``custom`` with its base.  Steps are absolute
+``LR=``, ``LR_STEPS=`` (iterations, comma-separated), ``LR_GAMMA=`` and ``BATCH=`` (patches per
+iteration; default 16, the authors' saved training net) change a named recipe's fields; the
+result is recorded as the recipe ``custom`` with its base.  Steps are absolute
 iterations, as Caffe counts them (a run started from a model at iteration N counts on from N).
 
 A run records its resolved recipe in ``run.json`` (``recipe``); resuming keeps it, and a
@@ -26,6 +27,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from .errors import UserError
+from .netgen import TRAIN_BATCH
 
 #: the name of the default recipe (the paper's constant learning rate)
 DEFAULT = "paper"
@@ -42,6 +44,7 @@ class Recipe:
     gamma: float = 0.1
     step_fractions: tuple[float, ...] = ()
     base: str | None = None              # for ``custom``: the named recipe it changes
+    batch: int = TRAIN_BATCH             # training patches per iteration (the train net's batch_size)
     about: str = field(default="", compare=False)
 
     @property
@@ -71,6 +74,8 @@ class Recipe:
             d["gamma"] = self.gamma
         if self.base:
             d["base"] = self.base
+        if self.batch != TRAIN_BATCH:        # recorded where it is not the default (older runs: 16)
+            d["batch"] = self.batch
         return d
 
     @classmethod
@@ -79,7 +84,8 @@ class Recipe:
         if not d:
             return RECIPES[DEFAULT]
         return cls(name=d["name"], base_lr=float(d["base_lr"]), steps=tuple(int(s) for s in d.get("steps", ())),
-                   gamma=float(d.get("gamma", 0.1)), base=d.get("base"))
+                   gamma=float(d.get("gamma", 0.1)), base=d.get("base"),
+                   batch=int(d.get("batch", TRAIN_BATCH)))
 
     def describe(self) -> str:
         """One phrase: ``paper (lr 1e-4 constant)``, ``step (lr 1e-4, x0.1 at 8,000)``."""
@@ -90,6 +96,8 @@ class Recipe:
             how += f", x{self.gamma:g} at " + ", ".join(f"{f:g} of ITERS" for f in self.step_fractions)
         else:
             how += " constant"
+        if self.batch != TRAIN_BATCH:
+            how += f", batch {self.batch}"
         name = f"{self.name} of {self.base}" if self.base else self.name
         return f"{name} ({how})"
 
@@ -135,17 +143,27 @@ def _parse_steps(v: str) -> tuple[int, ...]:
     return steps
 
 
+def _parse_batch(v: str) -> int:
+    try:
+        b = int(v)
+    except ValueError:
+        raise UserError(f"BATCH={v!r}: expected a whole number of patches per iteration, such as 32") from None
+    if not 1 <= b <= 1024:
+        raise UserError(f"BATCH={v!r}: expected between 1 and 1024 patches per iteration")
+    return b
+
+
 def select(name: str | None = None, lr: str | None = None, steps: str | None = None,
-           gamma: str | None = None) -> Recipe | None:
+           gamma: str | None = None, batch: str | None = None) -> Recipe | None:
     """The recipe asked for on the command line (None: none asked for, the run's own or the
-    default applies).  ``lr``/``steps``/``gamma`` change the named one into ``custom``."""
-    if name is None and lr is None and steps is None and gamma is None:
+    default applies).  ``lr``/``steps``/``gamma``/``batch`` change the named one into ``custom``."""
+    if name is None and lr is None and steps is None and gamma is None and batch is None:
         return None
     base = name or DEFAULT
     if base not in RECIPES:
         raise UserError(f"RECIPE={base!r}: expected one of {', '.join(RECIPES)} (docs/recipe.md)")
     r = RECIPES[base]
-    if lr is None and steps is None and gamma is None:
+    if lr is None and steps is None and gamma is None and batch is None:
         return r
     changes: dict = {"name": "custom", "base": base}
     if lr is not None:
@@ -155,6 +173,8 @@ def select(name: str | None = None, lr: str | None = None, steps: str | None = N
     if gamma is not None:
         g = _parse_lr(gamma, "LR_GAMMA")
         changes["gamma"] = g
+    if batch is not None:
+        changes["batch"] = _parse_batch(batch)
     r = replace(r, **changes)
     if gamma is not None and not (r.steps or r.step_fractions):
         raise UserError(f"LR_GAMMA={gamma}: the recipe has no steps to apply it at; give LR_STEPS= too")

@@ -56,10 +56,16 @@ class Sources:
         templates' rendering with the defaults of solvers/ and gen/, or the files' text."""
         if self.rendered:
             from . import netgen
-            return (netgen.render_solver(self.cfg, self.task, recipe=self.recipe), netgen.render_train(self.cfg, self.task, "train"),
+            return (netgen.render_solver(self.cfg, self.task, recipe=self.recipe),
+                    netgen.render_train(self.cfg, self.task, "train", batch=self._batch()),
                     netgen.render_train(self.cfg, self.task, "test"))
         return (self.solver.read_text(), self.train_net.read_text(),
                 self.test_net.read_text() if self.test_net else None)
+
+    def _batch(self) -> int:
+        """The training batch of a rendered run: its recipe's (``BATCH=``), else the default."""
+        from . import netgen
+        return self.recipe.batch if self.recipe is not None else netgen.TRAIN_BATCH
 
     def parsed(self):
         """:meth:`texts` as protobuf messages (SolverParameter, NetParameter, NetParameter or None)."""
@@ -338,7 +344,7 @@ def run_copies(src: Sources, v: RunValues) -> RunCopies:
                                    display=v.display, solver_mode=v.mode or "CPU", by=by, recipe=src.recipe,
                                    **({"test_iter": v.test_iter} if v.test_iter else {}),
                                    **({"test_interval": v.test_interval} if v.test_interval else {}))
-        tr, te = (netgen.render_train(src.cfg, src.task, phase, source=s, shuffle=False, by=by)
+        tr, te = (netgen.render_train(src.cfg, src.task, phase, source=s, shuffle=False, by=by, batch=src._batch())
                   for phase, s in (("train", v.train_schedule), ("test", v.val_schedule)))
         return RunCopies(sol, tr, te, src.deploy_text(), True)
     sol, train_net, test_net = src.parsed()

@@ -688,6 +688,8 @@ def _words_of(r: "recipes.Recipe", iters: int) -> str:
     words = f" RECIPE={r.base} LR={r.base_lr:g}"
     if r.steps:
         words += f" LR_STEPS={','.join(map(str, r.steps))} LR_GAMMA={r.gamma:g}"
+    if r.batch != recipes.TRAIN_BATCH:
+        words += f" BATCH={r.batch}"
     return words
 
 
