@@ -454,7 +454,8 @@ def render_solver(cfg: NetConfig, task, net_root: str | None = None, *, train_ne
                    train_net=train_net or f"{root}/{task}/train.prototxt",
                    test_net=test_net or f"{root}/{task}/test.prototxt",
                    snapshot_prefix=snapshot_prefix or f"runs/{run}/snapshots/{run}", test_batch=TEST_BATCH,
-                   train_batch=recipe.batch if recipe is not None else TRAIN_BATCH, max_iter=int(max_iter), snapshot=int(snapshot),
+                   train_batch=recipe.batch if recipe is not None else TRAIN_BATCH, default_batch=TRAIN_BATCH,
+                   max_iter=int(max_iter), snapshot=int(snapshot),
                    display=int(display), solver_mode=solver_mode, test_iter=int(test_iter), recipe=recipe,
                    test_interval=int(test_interval))
 
