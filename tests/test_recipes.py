@@ -33,6 +33,9 @@ def test_named_recipes_resolve_and_describe():
                              "gamma": 0.1, "base": "step", "batch": 32}
     assert big.describe() == "custom of step (lr 1e-4, x0.1 at 4,000, batch 32)"
     assert recipes.Recipe.from_dict(big.to_dict()) == big
+    # the words that asked for a recipe, for messages about it
+    assert recipes.select("step", batch="32").asked() == "RECIPE=step BATCH=32" and recipes.select(batch="32").asked() == "BATCH=32"
+    assert step.asked() == "RECIPE=step" and custom.asked() == "RECIPE=finetune LR_STEPS=51000 LR_GAMMA=0.3"
     # the default batch is not written, so runs recorded before BATCH= compare equal
     assert "batch" not in recipes.RECIPES["paper"].to_dict()
     assert recipes.Recipe.from_dict({"name": "paper", "base_lr": 1e-4, "lr_policy": "fixed"}).batch == 16
@@ -126,6 +129,18 @@ def test_a_run_with_another_batch_trains_with_it_and_keeps_it(tiny_db, tmp_path)
     r = _train(tiny_db, runs, "--iters", "4")
     assert r.returncode == 0, r.stderr + r.stdout
     assert json.loads((run / "run.json").read_text())["batch_size"] == 4
+
+
+def test_a_recipe_or_batch_with_a_given_solver_is_refused_naming_what_was_asked(tmp_path):
+    """--solver keeps its file's fields: BATCH= (or RECIPE=) with it is refused in one line
+    that names the field given, and no run folder is made."""
+    from test_train import train_args, write_toy
+    toy, runs = write_toy(tmp_path / "toy"), tmp_path / "runs"
+    for extra, words in ((("--batch", "32"), "BATCH=32: "), (("--recipe", "step"), "RECIPE=step: ")):
+        r = cli(*train_args(toy, runs, "t", *extra))
+        assert r.returncode == 2 and r.stderr.strip().count("\n") == 0, r.stderr
+        assert r.stderr.strip().startswith(f"error: {words}the run's solver is the file "), r.stderr
+    assert not (runs / "t").exists()
 
 
 def test_resuming_keeps_the_recipe_and_refuses_another(tiny_db, tmp_path):

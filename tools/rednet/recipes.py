@@ -87,6 +87,24 @@ class Recipe:
                    gamma=float(d.get("gamma", 0.1)), base=d.get("base"),
                    batch=int(d.get("batch", TRAIN_BATCH)))
 
+    def asked(self) -> str:
+        """The ``make train`` words that ask for this recipe (as :func:`select` gives it, before
+        :meth:`resolve`): ``RECIPE=step``, or for ``custom``
+        the fields that differ from its base (``BATCH=32``, ``RECIPE=finetune LR=3e-6``)."""
+        if not self.base:
+            return f"RECIPE={self.name}"
+        b = RECIPES[self.base]
+        words = [f"RECIPE={self.base}"] if self.base != DEFAULT else []
+        if self.base_lr != b.base_lr:
+            words.append(f"LR={self.base_lr:g}")
+        if (self.steps, self.step_fractions) != (b.steps, b.step_fractions):
+            words.append("LR_STEPS=" + ",".join(str(s) for s in self.steps))
+        if self.gamma != b.gamma:
+            words.append(f"LR_GAMMA={self.gamma:g}")
+        if self.batch != b.batch:
+            words.append(f"BATCH={self.batch}")
+        return " ".join(words) or f"RECIPE={self.base}"
+
     def describe(self) -> str:
         """One phrase: ``paper (lr 1e-4 constant)``, ``step (lr 1e-4, x0.1 at 8,000)``."""
         how = f"lr {_lr(self.base_lr)}"

@@ -445,8 +445,8 @@ def train(net: str | None, task: str | None, *, iters: int | None = None, run: s
         src.recipe = recipes.for_run(opts.recipe, old.recipe if old else None, old is not None, int(iters),
                                      paths.rel(run_dir))
     elif opts.recipe is not None:
-        raise UserError(f"RECIPE={opts.recipe.name}: the run's solver is the file {paths.rel(src.solver)}; "
-                        f"its own base_lr/lr_policy apply (set them there, or drop --solver)")
+        raise UserError(f"{opts.recipe.asked()}: the run's solver is the file {paths.rel(src.solver)}; "
+                        f"its own base_lr/lr_policy and its net's batch_size apply (set them there, or drop --solver)")
     env = dict(os.environ)   # caffe's environment, recorded per session
     blas_core = opts.blas_core
     if blas_core is not None:
