@@ -119,12 +119,15 @@ def test_summary_csv_has_a_row_per_net_and_engine():
             "builds": [{"net": "red10", "stock_s_per_iter": 0.8, "fast_s_per_iter": 0.4,
                         "restore_256_s": {"stock": 0.3, "fast": 0.25}, "restore_256_opencv": {"seconds": 0.5}},
                        {"net": "red30", "stock_s_per_iter": 3.0, "fast_s_per_iter": 2.0}],
-            "torch": {"nets": [{"net": "red10", "patches_per_s": 60.0, "vs_bound_peak": 0.9}]}}
+            "layout": [{"net": "red10", "off_s_per_iter": 0.5, "on_s_per_iter": 0.4, "restore_256_s": {"off": 0.27, "on": 0.25}}],
+            "torch": {"nets": [{"net": "red10", "patches_per_s": 60.0, "vs_bound_peak": 0.9},
+                               {"net": "red10", "engine": "pytorch-cl", "patches_per_s": 64.0, "vs_bound_peak": 0.96}]}}
     rows = bench.summary_csv(info).splitlines()
     assert rows[0] == "net,engine,train_patches_per_s,restore_256_s,pct_gemm_bound"
     assert rows[1:] == ["red10,caffe-stock,20.00,0.3000,31.2", "red10,caffe-fast,40.00,0.2500,62.5",
-                        "red10,opencv,,0.5000,", "red30,caffe-stock,5.33,,33.3", "red30,caffe-fast,8.00,,50.0",
-                        "red10,pytorch,60.00,,90.0"]
+                        "red10,opencv,,0.5000,", "red10,caffe-fast-nchw,32.00,0.2700,50.0",
+                        "red30,caffe-stock,5.33,,33.3", "red30,caffe-fast,8.00,,50.0",
+                        "red10,pytorch,60.00,,90.0", "red10,pytorch-cl,64.00,,96.0"]
     # the restore is timed once per bench: for RED30 where measured, else the first net
     assert bench.restore_net(["red10", "red30"]) == "red30" and bench.restore_net(["red20", "red10"]) == "red20"
 

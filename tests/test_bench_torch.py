@@ -64,6 +64,23 @@ def test_train_step_rate_runs_and_learns_nothing_odd():
     assert r["framework"].startswith("PyTorch")
 
 
+def test_channels_last_trains_the_same_net_in_nhwc():
+    """The ``pytorch-cl`` engine: the same step with weights and activations in channels_last
+    (NHWC strides), the same loss as NCHW from the same seed, and a bad format is named."""
+    cfg = NetConfig("t", depth=6, width=8)
+    m = bench_torch.build(cfg).to(memory_format=torch.channels_last)
+    assert m.convs[1].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not m.convs[1].weight.is_contiguous()
+    r = bench_torch.train_step_rate(cfg, batch=4, patch=20, iters=2, warmup=1, memory_format="channels_last")
+    assert r["memory_format"] == "channels_last" and r["s_per_iter"] > 0
+    nchw = bench_torch.train_step_rate(cfg, batch=4, patch=20, iters=2, warmup=1)
+    assert nchw["memory_format"] == "contiguous" and r["last_loss"] > 0
+    assert r["last_loss"] == pytest.approx(nchw["last_loss"], rel=1e-4)
+    assert bench_torch.MEMORY_FORMATS == {"pytorch": "contiguous", "pytorch-cl": "channels_last"}
+    with pytest.raises(UserError, match="memory_format='nhwc'"):
+        bench_torch.train_step_rate(cfg, batch=4, patch=20, iters=1, warmup=0, memory_format="nhwc")
+
+
 def test_unsupported_variants_are_named():
     with pytest.raises(UserError, match="stride"):
         bench_torch.build(NetConfig("s", depth=10, width=8, stride=2, down=1))

@@ -348,6 +348,33 @@ def test_layouts_kept_between_layers_change_no_bit(preset, tmp_path):
     assert differ == [], f"not bitwise equal: {differ[:5]}"
 
 
+def test_the_bench_reads_onednns_reorder_time_per_pass(tmp_path):
+    """`make bench`'s layout column from a real ONEDNN_VERBOSE log of `bin/caffe time`: the same
+    convolution primitives in both modes, activation reorders (batch-first 4-D) only where the
+    activations go back to NCHW at each layer, the weights' reorders in both."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from rednet import bench
+    text = (ROOT / "gen" / "red10" / "deploy.prototxt").read_text()
+    text = text.replace('name: "red10"\n', 'name: "red10"\nforce_backward: true\n', 1)
+    text = text.replace("dim: 1 dim: 1 dim: 64 dim: 64", "dim: 2 dim: 1 dim: 20 dim: 20")
+    assert "force_backward" in text and "dim: 2 dim: 1 dim: 20" in text
+    net = tmp_path / "net.prototxt"
+    net.write_text(text)
+    prof = {}
+    for mode, extra in (("kept", {}), ("nchw", bench.LAYOUT_OFF)):
+        out = bench.run_caffe(["time", "-model", str(net), "-iterations", "1"], tmp_path / f"{mode}.log",
+                              env=env_for("fast", ONEDNN_VERBOSE="1", **extra))
+        prof[mode] = bench.dnnl_profile(out, passes=2, batch=2)
+    kept, nchw = prof["kept"], prof["nchw"]
+    # RED10, one pass: 10 forward, 5+5 backward-data-or-weights primitives at least, equal in both
+    assert kept["kinds"]["convolution"]["calls"] == nchw["kinds"]["convolution"]["calls"] >= 10
+    assert kept["kinds"]["deconvolution"]["calls"] == nchw["kinds"]["deconvolution"]["calls"] >= 5
+    assert nchw["reorder_activations"]["calls"] > kept["reorder_activations"]["calls"] + 20
+    assert nchw["reorder_activations"]["ms"] > 0 and kept["reorder_other"]["calls"] > 0
+    total = sum(k["calls"] for k in nchw["kinds"].values())
+    assert total == pytest.approx(sum(1 for l in out.splitlines() if l.startswith("onednn_verbose,exec,cpu,")) / 2)
+
+
 # --------------------------------------------------------------------------------------------
 def _toy(folder: Path, max_iter: int, snapshot: int, width=64, depth=10, lr=1e-3) -> dict:
     """tests/test_train.py's toy run; by default RED10's width and depth."""

@@ -51,6 +51,42 @@ def test_bench_report_tables():
     assert "| red10 | 0.800 | 0.400 | 2.00x | 0.300 / 0.250 | 8 / 4+4 | 1.0 |" in md
     assert "| red30 | 3.000 | 2.000 | 1.50x | (not timed) | | 1.2 |" in md      # one restore timing per bench
     assert any(l.startswith("OpenCV's dnn module") and "0.500 s" in l and "1.0e-06" in l for l in md)
+    assert not any("REDNET_DNNL_LAYOUT=0" in l for l in md)          # no layout rows: no section
+
+
+def test_bench_report_layout_and_pytorch_rows():
+    """The layout section (kept against NCHW in the fast build, oneDNN's reorder time per pass)
+    and the two PyTorch engines, with the ratios the issue's targets name."""
+    def prof(act_ms, act_calls):
+        return {"passes": 3, "kinds": {"convolution": {"ms": 900.0, "calls": 45.0},
+                                        "deconvolution": {"ms": 300.0, "calls": 15.0},
+                                        "reorder": {"ms": act_ms + 9.0, "calls": act_calls + 30.0}},
+                "reorder_activations": {"ms": act_ms, "calls": act_calls}, "reorder_other": {"ms": 9.0, "calls": 30.0}}
+    info = {"started": "2026-12-08 00:00:00 UTC", "load_start": 1.0, "load_end": 2.0, "shard_size": 128,
+            "warmup_iterations": 3,
+            "machine": {"cpu": "AMD EPYC", "cores": 2, "caffe_binary": "bin/caffe", "caffe_release_flags": "-O2",
+                        "blas": "libopenblas.so", "openblas": {"corename": "Zen", "threads": 2}, "env": {}},
+            "gemm": {"peak": {"gflops": 90.0, "shape": "a"}, "w64": {"gflops": 80.0, "shape": "b"}},
+            "nets": [dict(_net("red30"), train={"s_per_iter": 2.0, "timed": 20, "patches_per_s": 8.0})],
+            "builds": [{"net": "red30", "stock_s_per_iter": 6.0, "fast_s_per_iter": 2.0, "speedup": 3.0,
+                        "load": [1.0, 1.1]}],
+            "layout": [{"net": "red30", "off_s_per_iter": 2.5, "on_s_per_iter": 2.0, "speedup": 1.25,
+                        "profile": {"off": prof(372.4, 232.0), "on": prof(0.0, 0.0)},
+                        "restore_256_s": {"off": 14.0, "on": 13.5}, "load": [1.5, 1.6]}],
+            "torch": {"nets": [
+                {"net": "red30", "engine": "pytorch", "memory_format": "contiguous", "framework": "PyTorch 2.13.0",
+                 "threads": 2, "mkldnn": True, "s_per_iter": 2.6, "iterations": 12, "patches_per_s": 16 / 2.6,
+                 "vs_caffe_train": 0.77, "vs_bound_peak": 0.4},
+                {"net": "red30", "engine": "pytorch-cl", "memory_format": "channels_last", "framework": "PyTorch 2.13.0",
+                 "threads": 2, "mkldnn": True, "s_per_iter": 2.5, "iterations": 12, "patches_per_s": 6.4,
+                 "vs_caffe_train": 0.8, "vs_bound_peak": 0.42}]}}
+    md = bench.report(info).splitlines()
+    assert "| red30 | pytorch-cl (channels_last) | 8.0 | 2.500 (12 it) | 6.4 | 0.80x | 42% |" in md
+    assert "| red30 | pytorch (contiguous) | 8.0 | 2.600 (12 it) | 6.2 | 0.77x | 40% |" in md
+    assert ("| red30 | 2.500 | 2.000 | 1.25x | 372 (232) / 0 (0) | 9 (30) / 9 (30) | 900 (45) / 900 (45) | "
+            "300 (15) / 300 (15) | 14.000 / 13.500 | 1.5 |") in md
+    assert ("red30: training with the activations kept 1.25x the NCHW activations; the fast build 8.00 patches/s "
+            "against the faster PyTorch row (pytorch-cl) 6.40: 1.25x; 3.00x stock.") in md
 
 
 def test_demo_results_tables(tmp_path):

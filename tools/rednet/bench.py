@@ -374,6 +374,22 @@ def bench_db(work: Path, shard_size: int, shards: int, datasets=None) -> Path:
 
 
 @contextlib.contextmanager
+def _env(extra: dict):
+    """``extra`` set in this process's environment for the block (``rednet train`` passes its
+    environment on to bin/caffe)."""
+    old = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
 def _caffe_build(build: str | None):
     """``CAFFE=build`` in this process's environment for the block (``rednet train`` passes its
     environment to bin/caffe and records the build from it)."""
@@ -519,6 +535,8 @@ def run_bench(nets=NETS, shard_size: int = 128, quick: bool = False, out_dir: Pa
                   flush=True)
         if builds_compare and len(builds_available()) == 2:
             info["builds"] = build_rows(nets, work, quick, db)
+        if builds_compare and "fast" in builds_available():
+            info["layout"] = layout_rows(nets, work, quick, db)
         if torch_compare:
             info["torch"] = torch_rows(info["nets"], quick)
         info["load_end"] = load()
@@ -592,7 +610,7 @@ print(json.dumps(out))
 
 
 def restore_timing(build: str, deploy: Path, reps: int, max_memory_mb: float = RESTORE_MEMORY_MB,
-                   engine: str = "caffe") -> dict:
+                   engine: str = "caffe", extra_env: dict | None = None) -> dict:
     """The 8-orientation ensemble restore of a 256x256 image (``Restorer.restore``, random
     weights, orientations batched as ``max_memory_mb`` allows) in ``build``: ``seconds`` (the
     best of ``reps``), ``batches`` (the batch size of each forward pass), ``threads`` (images
@@ -600,7 +618,8 @@ def restore_timing(build: str, deploy: Path, reps: int, max_memory_mb: float = R
     OpenCV's dnn module (``cv2.dnn.readNetFromCaffe``) instead, with ``max_abs_diff_vs_caffe``."""
     r = subprocess.run([str(paths.ROOT / "bin" / "python"), "-c", RESTORE_CODE, str(deploy), str(reps),
                         str(max_memory_mb), engine],
-                       cwd=paths.ROOT, capture_output=True, text=True, env=dict(os.environ, CAFFE=build), timeout=3600)
+                       cwd=paths.ROOT, capture_output=True, text=True, env=dict(os.environ, CAFFE=build, **(extra_env or {})),
+                       timeout=3600)
     if r.returncode != 0:
         raise UserError(f"restore timing ({build}) failed: {r.stderr.strip().splitlines()[-1:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -684,8 +703,15 @@ def summary_csv(info: dict) -> str:
             t = r["train"]["s_per_iter"]
             rows.append([r["net"], f"caffe-{info['machine'].get('caffe_build', 'stock')}", f"{r['batch'] / t:.2f}", "",
                          f"{100 * bound / t:.1f}"])
+        lay = {x["net"]: x for x in info.get("layout") or []}.get(r["net"])
+        if lay:
+            t = lay["off_s_per_iter"]
+            restore = (lay.get("restore_256_s") or {}).get("off")
+            rows.append([r["net"], "caffe-fast-nchw", f"{r['batch'] / t:.2f}",
+                         f"{restore:.4f}" if restore is not None else "", f"{100 * bound / t:.1f}"])
     for t in (info.get("torch") or {}).get("nets", []):
-        rows.append([t["net"], "pytorch", f"{t['patches_per_s']:.2f}", "", f"{100 * t['vs_bound_peak']:.1f}"])
+        rows.append([t["net"], t.get("engine", "pytorch"), f"{t['patches_per_s']:.2f}", "",
+                     f"{100 * t['vs_bound_peak']:.1f}"])
     return csv_text(["net", "engine", "train_patches_per_s", "restore_256_s", "pct_gemm_bound"], rows)
 
 
@@ -699,17 +725,97 @@ def torch_rows(caffe_rows: list[dict], quick: bool) -> dict:
     rows = []
     for r in caffe_rows:
         ti = 2 if quick else max(3, ITERS[r["net"]][0] // 2)
-        print(f"{r['net']}: PyTorch {version} training step, {ti} iterations ...", flush=True)
-        l0 = load()
-        t = bench_torch.train_step_rate(netgen.get_preset(r["net"]), batch=r["batch"], patch=PATCH, iters=ti,
-                                        warmup=1 if quick else WARMUP)
-        t.update(net=r["net"], load=[l0, load()],
-                 vs_caffe_train=t["patches_per_s"] / r["train"]["patches_per_s"],
-                 vs_bound_peak=r["bound_peak_s"] / t["s_per_iter"])
-        rows.append(t)
-        print(f"  {t['s_per_iter']:.3f} s/it = {t['patches_per_s']:.1f} patches/s "
-              f"({t['vs_caffe_train']:.2f}x Caffe's train)", flush=True)
+        for engine, fmt in bench_torch.MEMORY_FORMATS.items():
+            print(f"{r['net']}: PyTorch {version} training step ({fmt}), {ti} iterations ...", flush=True)
+            l0 = load()
+            t = bench_torch.train_step_rate(netgen.get_preset(r["net"]), batch=r["batch"], patch=PATCH, iters=ti,
+                                            warmup=1 if quick else WARMUP, memory_format=fmt)
+            t.update(net=r["net"], engine=engine, load=[l0, load()],
+                     vs_caffe_train=t["patches_per_s"] / r["train"]["patches_per_s"],
+                     vs_bound_peak=r["bound_peak_s"] / t["s_per_iter"])
+            rows.append(t)
+            print(f"  {t['s_per_iter']:.3f} s/it = {t['patches_per_s']:.1f} patches/s "
+                  f"({t['vs_caffe_train']:.2f}x Caffe's train)", flush=True)
     return {"version": version, "nets": rows}
+
+
+#: the fast build's switch for keeping activations in oneDNN's layout (0004): off, every
+#: activation is reordered to and from Caffe's NCHW at each convolution (the build before 0004)
+LAYOUT_OFF = {"REDNET_DNNL_LAYOUT": "0"}
+
+
+def dnnl_profile(log_text: str, passes: int, batch: int = BATCH) -> dict:
+    """oneDNN's own timing of its primitives (``ONEDNN_VERBOSE=1`` lines ``onednn_verbose,exec,
+    cpu,<kind>,...,<shape>,<ms>``), per forward+backward pass (``passes`` of them in the log):
+    ``ms`` and ``calls`` per primitive kind, and the reorders split into those of activations
+    (4-D, the batch first) and the rest (weights)."""
+    kinds: dict[str, dict] = {}
+    acts = {"ms": 0.0, "calls": 0}
+    for line in log_text.splitlines():
+        if not line.startswith("onednn_verbose,exec,cpu,"):
+            continue
+        f = line.split(",")
+        try:
+            ms = float(f[-1])
+        except ValueError:
+            continue
+        k = kinds.setdefault(f[3], {"ms": 0.0, "calls": 0})
+        k["ms"] += ms
+        k["calls"] += 1
+        if f[3] == "reorder":
+            dims = f[-2].split("x")
+            if len(dims) == 4 and dims[0] == str(batch):
+                acts["ms"] += ms
+                acts["calls"] += 1
+    per = {k: {"ms": v["ms"] / passes, "calls": v["calls"] / passes} for k, v in sorted(kinds.items())}
+    re_all = per.get("reorder", {"ms": 0.0, "calls": 0})
+    return {"passes": passes, "kinds": per,
+            "reorder_activations": {"ms": acts["ms"] / passes, "calls": acts["calls"] / passes},
+            "reorder_other": {"ms": re_all["ms"] - acts["ms"] / passes,
+                              "calls": re_all["calls"] - acts["calls"] / passes}}
+
+
+def layout_rows(nets, work: Path, quick: bool, db_list: Path, rounds: int = 2) -> list[dict]:
+    """The fast build with the activations kept in oneDNN's layout (its default) against the same
+    build with :data:`LAYOUT_OFF`: the same training run as above, alternated off, on, off, on
+    (median s/iter of each), and oneDNN's reorder time per forward+backward pass in each
+    (``ONEDNN_VERBOSE=1`` on ``bin/caffe time`` of the run's training net: one pass before the
+    timed ones, all counted); for the restore net also the 256x256 ensemble restore."""
+    import statistics
+    rows = []
+    for n in nets:
+        ti = train_iters(n, quick)[0]
+        tt = 1 if quick else 2
+        spi = {"off": [], "on": []}
+        l0 = load()
+        for k in range(1 if quick else rounds):
+            for mode in ("off", "on"):
+                run = f"{n}_layout-{mode}_{k}"
+                with _env(LAYOUT_OFF if mode == "off" else {}):
+                    train_run(n, work, run, db_list, ti, build="fast")
+                spi[mode].append(train_seconds_per_iter((run_dir(work, run) / "train.log").read_text(), until=ti)[0])
+        off, on = statistics.median(spi["off"]), statistics.median(spi["on"])
+        r = {"net": n, "s_per_iter": spi, "off_s_per_iter": off, "on_s_per_iter": on, "speedup": off / on,
+             "load": [l0, load()], "profile": {}}
+        tr = run_dir(work, n) / "train.prototxt"
+        for mode in ("off", "on"):
+            env = dict(os.environ, CAFFE="fast", ONEDNN_VERBOSE="1", **(LAYOUT_OFF if mode == "off" else {}))
+            out = run_caffe(["time", "-model", str(tr), "-iterations", str(tt)],
+                            work / f"{n}_verbose_{mode}.log", env=env)
+            r["profile"][mode] = dnnl_profile(out, tt + 1)
+        msg = (f"{n}: fast, activations in NCHW {off:.3f} s/it, kept in oneDNN's layout {on:.3f} s/it: "
+               f"{r['speedup']:.2f}x; activation reorders per pass "
+               f"{r['profile']['off']['reorder_activations']['ms']:.0f} / "
+               f"{r['profile']['on']['reorder_activations']['ms']:.0f} ms")
+        if n == restore_net(nets):
+            reps = 1 if quick else 2
+            d = run_dir(work, n)
+            r["restore_256_s"] = {"off": restore_timing("fast", d / "deploy.prototxt", reps, extra_env=LAYOUT_OFF)["seconds"],
+                                  "on": restore_timing("fast", d / "deploy.prototxt", reps)["seconds"]}
+            msg += f"; restore 256x256 (ensemble) {r['restore_256_s']['off']:.3f} / {r['restore_256_s']['on']:.3f} s"
+        rows.append(r)
+        print(msg + f" (load {l0})", flush=True)
+    return rows
 
 
 def _line(r: dict) -> str:
@@ -717,6 +823,53 @@ def _line(r: dict) -> str:
             f"time {r['time']['ms_fwd_bwd'] / 1000:.3f} s; bound {r['bound_peak_s']:.3f} s (peak GEMM), "
             f"{r['bound_shape_s']:.3f} s (net-shape GEMM); achieved/bound {r['ratio_train_peak']:.0%} / "
             f"{r['ratio_train_shape']:.0%}")
+
+
+def layout_report(info: dict) -> list[str]:
+    """bench.md's section on the activations kept in oneDNN's layout (:func:`layout_rows`), with
+    the ratios the layout work is judged by: kept against NCHW in the same build, and the fast
+    build against the faster of the PyTorch rows."""
+    lines = ["", "The fast build with the activations kept in oneDNN's layout (its default) and with "
+             "`REDNET_DNNL_LAYOUT=0` (every activation reordered to and from NCHW at each convolution, as "
+             "before 0004): the same `caffe train`, alternated NCHW, kept, NCHW, kept (median s/iter); "
+             "oneDNN's own time per forward+backward pass (`ONEDNN_VERBOSE=1`, `bin/caffe time` of the "
+             "training net): the reorders of activations (batch-first 4-D tensors) and of the rest "
+             "(weights), and the convolution primitives.", ""]
+
+    def prof(p: dict, key: str) -> str:
+        x = p[key] if key.startswith("reorder") else p["kinds"].get(key, {"ms": 0.0, "calls": 0})
+        return f"{x['ms']:.0f} ({x['calls']:.0f})"
+    rows = []
+    for x in info["layout"]:
+        po, pn = x["profile"]["off"], x["profile"]["on"]
+        rs = x.get("restore_256_s")
+        rows.append([x["net"], f"{x['off_s_per_iter']:.3f}", f"{x['on_s_per_iter']:.3f}", f"{x['speedup']:.2f}x",
+                     f"{prof(po, 'reorder_activations')} / {prof(pn, 'reorder_activations')}",
+                     f"{prof(po, 'reorder_other')} / {prof(pn, 'reorder_other')}",
+                     f"{prof(po, 'convolution')} / {prof(pn, 'convolution')}",
+                     f"{prof(po, 'deconvolution')} / {prof(pn, 'deconvolution')}",
+                     f"{rs['off']:.3f} / {rs['on']:.3f}" if rs else "(not timed)", x["load"][0]])
+    lines += md_table(["net", "NCHW: s/iter", "kept: s/iter", "kept / NCHW (training)",
+                       "activation reorders, ms (calls) per pass, NCHW / kept", "other reorders, NCHW / kept",
+                       "convolution primitives, NCHW / kept", "deconvolution primitives, NCHW / kept",
+                       "restore 256x256 (ensemble) NCHW / kept s", "load"], rows)
+    torch_by_net: dict[str, list] = {}
+    for t in (info.get("torch") or {}).get("nets", []):
+        torch_by_net.setdefault(t["net"], []).append(t)
+    builds = {b["net"]: b for b in info.get("builds") or []}
+    for x in info["layout"]:
+        line = f"{x['net']}: training with the activations kept {x['speedup']:.2f}x the NCHW activations"
+        ts = torch_by_net.get(x["net"])
+        if ts:
+            best = max(ts, key=lambda t: t["patches_per_s"])
+            fast = BATCH / x["on_s_per_iter"]
+            line += (f"; the fast build {fast:.2f} patches/s against the faster PyTorch row ({best.get('engine', 'pytorch')}) "
+                     f"{best['patches_per_s']:.2f}: {fast / best['patches_per_s']:.2f}x")
+        b = builds.get(x["net"])
+        if b:
+            line += f"; {b['stock_s_per_iter'] / x['on_s_per_iter']:.2f}x stock"
+        lines += ["", line + "."]
+    return lines
 
 
 def report(info: dict) -> str:
@@ -772,9 +925,10 @@ def report(info: dict) -> str:
                   "computes what the Caffe net computes). The bound is the one above (OpenBLAS GEMM in Caffe); "
                   "PyTorch's own kernels can exceed it.", ""]
         caffe_by_net = {r["net"]: r for r in info["nets"]}
-        lines += md_table(["net", "Caffe train: patches/s", "PyTorch: s/iter", "PyTorch: patches/s", "PyTorch / Caffe",
-                           "bound (peak) / PyTorch time"],
-                          [[t["net"], f"{caffe_by_net[t['net']]['train']['patches_per_s']:.1f}",
+        lines += md_table(["net", "engine", "Caffe train: patches/s", "PyTorch: s/iter", "PyTorch: patches/s",
+                           "PyTorch / Caffe", "bound (peak) / PyTorch time"],
+                          [[t["net"], f"{t.get('engine', 'pytorch')} ({t.get('memory_format', 'contiguous')})",
+                            f"{caffe_by_net[t['net']]['train']['patches_per_s']:.1f}",
                             f"{t['s_per_iter']:.3f} ({t['iterations']} it)", f"{t['patches_per_s']:.1f}",
                             f"{t['vs_caffe_train']:.2f}x", f"{t['vs_bound_peak']:.0%}"] for t in tc["nets"]])
     elif tc is not None:
@@ -804,6 +958,8 @@ def report(info: dict) -> str:
                 lines += ["", f"OpenCV's dnn module (`cv2.dnn.readNetFromCaffe`, {o['threads']} threads) runs the same "
                           f"{b['net']} ensemble restore (two batches of 4 orientations) in {o['seconds']:.3f} s; its result "
                           f"differs from Caffe's by at most {o['max_abs_diff_vs_caffe']:.1e}."]
+    if info.get("layout"):
+        lines += layout_report(info)
     if info.get("red30_blas_autodetect"):
         a = info["red30_blas_autodetect"]
         r30 = next((r for r in info["nets"] if r["net"] == "red30"), None)

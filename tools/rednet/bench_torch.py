@@ -89,12 +89,18 @@ def load_caffe_params(model, net) -> None:
                 layers[i].bias.copy_(torch.from_numpy(b.data.reshape(-1).copy()))
 
 
+#: the memory formats the bench times (its engines ``pytorch`` and ``pytorch-cl``)
+MEMORY_FORMATS = {"pytorch": "contiguous", "pytorch-cl": "channels_last"}
+
+
 def train_step_rate(cfg, batch: int = 16, patch: int = 50, iters: int = 10, warmup: int = 3,
-                    threads: int | None = None, seed: int = 0) -> dict:
+                    threads: int | None = None, seed: int = 0, memory_format: str = "contiguous") -> dict:
     """Seconds per training iteration of ``cfg`` in PyTorch (mean over ``iters`` after ``warmup``).
 
     Adam with Caffe's defaults for this project (lr 1e-4, betas 0.9/0.999, eps 1e-8, the bias
-    learning-rate multiplier 0.1 of the generated nets) and EuclideanLoss.
+    learning-rate multiplier 0.1 of the generated nets) and EuclideanLoss.  ``memory_format``:
+    ``contiguous`` (NCHW) or ``channels_last`` (NHWC: the weights, the input and the target in
+    that format, so oneDNN's convolutions in PyTorch take and give NHWC without reorders).
     """
     import os
 
@@ -102,8 +108,12 @@ def train_step_rate(cfg, batch: int = 16, patch: int = 50, iters: int = 10, warm
     if threads is None:
         threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     torch.set_num_threads(threads)
+    formats = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+    if memory_format not in formats:
+        raise UserError(f"memory_format={memory_format!r}: expected one of {', '.join(formats)}")
+    fmt = formats[memory_format]
     torch.manual_seed(seed)
-    model = build(cfg)
+    model = build(cfg).to(memory_format=fmt)
     weights = [p for name, p in model.named_parameters() if name.endswith("weight")]
     biases = [p for name, p in model.named_parameters() if name.endswith("bias")]
     opt = torch.optim.Adam([{"params": weights, "lr": 1e-4}, {"params": biases, "lr": 1e-5}],
@@ -111,6 +121,7 @@ def train_step_rate(cfg, batch: int = 16, patch: int = 50, iters: int = 10, warm
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(batch, cfg.channels, patch, patch, generator=g)
     y = x + 0.1 * torch.randn(batch, cfg.channels, patch, patch, generator=g)
+    x, y = x.contiguous(memory_format=fmt), y.contiguous(memory_format=fmt)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -119,12 +130,14 @@ def train_step_rate(cfg, batch: int = 16, patch: int = 50, iters: int = 10, warm
         opt.step()
         return loss.detach().item()
 
+    loss = None
     for _ in range(warmup):
-        step()
+        loss = step()
     t0 = time.perf_counter()
     for _ in range(iters):
-        step()
+        loss = step()
     spi = (time.perf_counter() - t0) / iters
     return {"framework": f"PyTorch {torch.__version__}", "threads": threads, "iterations": iters,
-            "warmup": warmup, "s_per_iter": spi, "patches_per_s": batch / spi,
+            "warmup": warmup, "s_per_iter": spi, "patches_per_s": batch / spi, "memory_format": memory_format,
+            "last_loss": loss,
             "mkldnn": bool(torch.backends.mkldnn.is_available())}
