@@ -27,6 +27,12 @@ For each net (RED10, RED20, RED30, red30-official), measured in one run:
    The rates are measured again right before each net, so that bound and net see the
    same machine load.
 
+4. **layout** (where the fast build is set up): that build with the activations kept in
+   oneDNN's layout against ``REDNET_DNNL_LAYOUT=0``, side by side, with oneDNN's reorder time
+   per pass from ``ONEDNN_VERBOSE=1`` (:func:`layout_rows`, :func:`dnnl_profile`); and, where
+   ``import torch`` works, the same step in PyTorch in NCHW (``pytorch``) and channels_last
+   (``pytorch-cl``).
+
 Everything runs through ``bin/caffe`` (the build it selects, and its own libopenblas; the
 stock and the batch-parallel build are also run side by side); numpy is
 not used for the GEMM rate because it links its own OpenBLAS.  The machine load
