@@ -10,7 +10,8 @@
 #                                             continue from the zoo's weights at their iteration
 #                                             (Adam's moments estimated from MOMENT_BATCHES=100 batches)
 #   make train NET=red30 TASK=sr SCALE=mixed RECIPE=step   # a learning-rate recipe (docs/recipe.md):
-#                                             paper (default) | step | finetune; LR= LR_STEPS= LR_GAMMA= BATCH= change it
+#                                             paper (default) | step | finetune; LR= LR_STEPS= LR_GAMMA= BATCH=
+#                                             INIT=xavier|msra BIAS_LR= CLIP= change it
 #   make curves [RUNS="red10_denoise-s30 red20_denoise-s30"]
 
 TRAIN_ARGS = $(if $(NET),--net $(call q,$(NET))) $(if $(TASK),--task $(call q,$(TASK))) $(if $(SIGMA),--sigma $(call q,$(SIGMA))) \
@@ -21,12 +22,13 @@ TRAIN_ARGS = $(if $(NET),--net $(call q,$(NET))) $(if $(TASK),--task $(call q,$(
              $(if $(MOMENT_BATCHES),--moment-batches $(call q,$(MOMENT_BATCHES))) \
              $(if $(RECIPE),--recipe $(call q,$(RECIPE))) $(if $(LR),--lr $(call q,$(LR))) \
              $(if $(LR_STEPS),--lr-steps $(call q,$(LR_STEPS))) $(if $(LR_GAMMA),--lr-gamma $(call q,$(LR_GAMMA))) \
-             $(if $(BATCH),--batch $(call q,$(BATCH))) \
+             $(if $(BATCH),--batch $(call q,$(BATCH))) $(if $(INIT),--init $(call q,$(INIT))) \
+             $(if $(BIAS_LR),--bias-lr $(call q,$(BIAS_LR))) $(if $(CLIP),--clip $(call q,$(CLIP))) \
              $(if $(filter 1 yes true,$(NO_BUILD)),--no-build)
 
 .PHONY: train curves figures bench demo
 
-train: $(SETUP_STAMP) ## train NET=red10|red20|red30|red30-official|<net in gen/> TASK=denoise SIGMA=..|TASK=sr SCALE=.. [ITERS= RUN= RESUME=1 MINUTES= FROM_MODEL=models/<name> RECIPE=paper|step|finetune LR= LR_STEPS= LR_GAMMA= BATCH=]
+train: $(SETUP_STAMP) ## train NET=red10|red20|red30|red30-official|<net in gen/> TASK=denoise SIGMA=..|TASK=sr SCALE=.. [ITERS= RUN= RESUME=1 MINUTES= FROM_MODEL=models/<name> RECIPE=paper|step|finetune LR= LR_STEPS= LR_GAMMA= BATCH= INIT= BIAS_LR= CLIP=]
 	$(PY) -m rednet train $(TRAIN_ARGS)
 
 curves: $(SETUP_STAMP) ## runs/<name>/train.log -> curves.csv + results/curves/*.png [RUNS="name ..."] (Figure 3b)

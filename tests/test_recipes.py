@@ -36,6 +36,15 @@ def test_named_recipes_resolve_and_describe():
     # the words that asked for a recipe, for messages about it
     assert recipes.select("step", batch="32").asked() == "RECIPE=step BATCH=32" and recipes.select(batch="32").asked() == "BATCH=32"
     assert step.asked() == "RECIPE=step" and custom.asked() == "RECIPE=finetune LR_STEPS=51000 LR_GAMMA=0.3"
+    # what else the paper leaves open: the weights' filler, the biases' lr_mult, gradient clipping
+    he = recipes.select(init="msra", bias_lr="1", clip="10")
+    assert he.to_dict() == {"name": "custom", "base_lr": 1e-4, "lr_policy": "fixed", "base": "paper",
+                            "init": "msra", "bias_lr": 1.0, "clip": 10.0}
+    assert he.describe() == "custom of paper (lr 1e-4 constant, init msra, bias lr x1, clip 10)"
+    assert he.asked() == "INIT=msra BIAS_LR=1 CLIP=10" and recipes.Recipe.from_dict(he.to_dict()) == he
+    assert not {"init", "bias_lr", "clip"} & set(recipes.RECIPES["step"].resolve(100).to_dict())
+    from rednet import zoo                                     # the card's "Reproduce it" words
+    assert zoo._words_of(he, 1000) == " RECIPE=paper LR=0.0001 INIT=msra BIAS_LR=1 CLIP=10"
     # the default batch is not written, so runs recorded before BATCH= compare equal
     assert "batch" not in recipes.RECIPES["paper"].to_dict()
     assert recipes.Recipe.from_dict({"name": "paper", "base_lr": 1e-4, "lr_policy": "fixed"}).batch == 16
@@ -50,6 +59,10 @@ def test_named_recipes_resolve_and_describe():
     ({"gamma": "0.5"}, "LR_GAMMA=0.5: the recipe has no steps to apply it at"),
     ({"batch": "big"}, "BATCH='big': expected a whole number of patches per iteration"),
     ({"batch": "0"}, "BATCH='0': expected between 1 and 1024 patches per iteration"),
+    ({"init": "he"}, "INIT='he': expected one of xavier, msra"),
+    ({"bias_lr": "0"}, "BIAS_LR='0': expected a number above 0 and at most 10"),
+    ({"clip": "inf"}, "CLIP='inf': expected a number above 0"),
+    ({"clip": "x"}, "CLIP='x': expected a positive number such as 10"),
 ])
 def test_bad_recipes_are_one_line_errors(kw, expect):
     from rednet import recipes
@@ -129,6 +142,54 @@ def test_a_run_with_another_batch_trains_with_it_and_keeps_it(tiny_db, tmp_path)
     r = _train(tiny_db, runs, "--iters", "4")
     assert r.returncode == 0, r.stderr + r.stdout
     assert json.loads((run / "run.json").read_text())["batch_size"] == 4
+
+
+def test_init_bias_lr_and_clip_render_into_the_nets_and_solver():
+    """INIT=msra, BIAS_LR=1, CLIP=10 as Caffe's protobuf classes read the rendered files: every
+    weight layer's filler and bias lr_mult, the solver's clip_gradients; the defaults render
+    the committed gen/ and solvers/ files (checked by `make nets-check` too)."""
+    from rednet import netgen, recipes
+    from rednet.caffeio import parse_prototxt
+    cfg = netgen.get_preset("red10")
+    r = recipes.select("step", init="msra", bias_lr="1", clip="10").resolve(1000)
+    net = parse_prototxt(netgen.render_train(cfg, "denoise-s30", "train", init=r.init, bias_lr=r.bias_lr),
+                         "NetParameter", "train net")
+    weights = [l for l in net.layer if l.type in ("Convolution", "Deconvolution")]
+    assert len(weights) == 10
+    assert {l.convolution_param.weight_filler.type for l in weights} == {"msra"}
+    assert {(l.param[0].lr_mult, l.param[1].lr_mult) for l in weights} == {(1.0, 1.0)}
+    sol = parse_prototxt(netgen.render_solver(cfg, "denoise-s30", recipe=r), "SolverParameter", "solver")
+    assert sol.clip_gradients == 10 and sol.lr_policy == "multistep"
+    assert netgen.render_train(cfg, "denoise-s30", "train") == (ROOT / "gen/red10/denoise-s30/train.prototxt").read_text()
+    assert parse_prototxt(netgen.render_solver(cfg, "denoise-s30"), "SolverParameter", "solver").clip_gradients == -1
+
+
+def test_a_run_trains_with_msra_init_bias_lr_and_clipping(tiny_db, tmp_path):
+    """Caffe really uses them: the weights start He-scaled (std sqrt(2 / fan_in), not
+    Xavier's sqrt(1 / fan_in)), the biases move 10x as fast, Caffe logs the clipping; run.json
+    records the fields and resuming with another CLIP is refused."""
+    import numpy as np
+    from test_train import weights
+    runs = tmp_path / "runs"
+
+    def conv2(run):
+        w = weights(runs / run / "snapshots" / "red10_denoise-s30_iter_2.caffemodel")["conv2"]
+        return float(w[0].std()), float(np.abs(w[1]).max())
+    assert _train(tiny_db, runs, "--iters", "2").returncode == 0
+    (runs / "r").rename(runs / "xavier")
+    r = _train(tiny_db, runs, "--iters", "2", "--init", "msra", "--bias-lr", "1", "--clip", "1e-3")
+    assert r.returncode == 0, r.stderr + r.stdout
+    (w_std, b_max), (x_std, x_bmax) = conv2("r"), conv2("xavier")
+    fan_in = 9 * 64
+    assert w_std == pytest.approx((2 / fan_in) ** 0.5, rel=0.05) and x_std == pytest.approx(fan_in ** -0.5, rel=0.05)
+    assert b_max > 3 * x_bmax and x_bmax < 3e-5, (b_max, x_bmax)
+    assert "Gradient clipping: scaling down gradients" in (runs / "r" / "train.log").read_text()
+    rec = json.loads((runs / "r" / "run.json").read_text())["recipe"]
+    assert (rec["init"], rec["bias_lr"], rec["clip"]) == ("msra", 1.0, 1e-3)
+    before = (runs / "r" / "run.json").read_text()
+    r = _train(tiny_db, runs, "--iters", "4", "--init", "msra", "--bias-lr", "1", "--clip", "10")
+    assert r.returncode == 2 and "would change it mid-run" in r.stderr and r.stderr.strip().count("\n") == 0
+    assert (runs / "r" / "run.json").read_text() == before
 
 
 def test_a_recipe_or_batch_with_a_given_solver_is_refused_naming_what_was_asked(tmp_path):

@@ -34,6 +34,10 @@ from .tasks import TASKS, get_task
 
 #: Training batch size (the authors' saved training net: HDF5Data, batch 16, shuffled).
 TRAIN_BATCH = 16
+#: the weights' filler and the biases' learning-rate multiplier of the authors' saved training
+#: net (a recipe's INIT= and BIAS_LR= render others)
+TRAIN_INIT = "xavier"
+TRAIN_BIAS_LR = 0.1
 #: Validation batch size (test phase of the solver; see docs/nets.md).
 TEST_BATCH = 16
 #: Validation batches per test in solvers/ (a run renders as many as its validation
@@ -417,18 +421,24 @@ def db_source(task, phase: str) -> str:
 
 
 def render_train(cfg: NetConfig, task, phase: str, *, source: str | None = None,
-                 shuffle: bool | None = None, by: str = GEN_BY, batch: int = TRAIN_BATCH) -> str:
+                 shuffle: bool | None = None, by: str = GEN_BY, batch: int = TRAIN_BATCH,
+                 init: str = TRAIN_INIT, bias_lr: float = TRAIN_BIAS_LR) -> str:
     """The train (``phase='train'``) or test (``phase='test'``) net for ``task``.
 
     ``source`` (the HDF5 list file; default :func:`db_source`), ``shuffle`` (default: the
-    train phase shuffles), ``by`` (the header's author) and ``batch`` (the train phase's
-    batch size; a recipe's ``BATCH=``) are what a run renders its own copies with
-    (rednet.sources)."""
+    train phase shuffles), ``by`` (the header's author), ``batch`` (the train phase's
+    batch size; a recipe's ``BATCH=``), ``init`` (the weights' filler, ``xavier`` or ``msra``;
+    ``INIT=``) and ``bias_lr`` (the biases' lr_mult; ``BIAS_LR=``) are what a run renders its
+    own copies with (rednet.sources)."""
     task = _task(task)
     if phase not in ("train", "test"):
         raise UserError(f"phase={phase!r}: expected train or test")
     p = dict(cfg.params(), task=task, phase=phase)
+    if init not in ("xavier", "msra"):
+        raise UserError(f"init={init!r}: expected xavier or msra")
     return _render("train.prototxt.j2", p, by, cfg=cfg, layers=cfg.layers(), task=task, phase=phase,
+                   train={"init": init, "bias_lr": float(bias_lr), "default_init": TRAIN_INIT,
+                          "default_bias_lr": TRAIN_BIAS_LR},
                    source=source if source is not None else db_source(task, phase),
                    batch_size=int(batch) if phase == "train" else TEST_BATCH,
                    shuffle=phase == "train" if shuffle is None else shuffle)

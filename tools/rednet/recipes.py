@@ -12,9 +12,12 @@ tables' notes can say what trained a model:
 - ``finetune``: 1e-5, constant: continuing (``FROM_MODEL=``) a model trained at 1e-4, the
   one-time gain of a late drop measured in docs/recipe.md.
 
-``LR=``, ``LR_STEPS=`` (iterations, comma-separated), ``LR_GAMMA=`` and ``BATCH=`` (patches per
-iteration; default 16, the authors' saved training net) change a named recipe's fields; the
-result is recorded as the recipe ``custom`` with its base.  Steps are absolute
+``LR=``, ``LR_STEPS=`` (iterations, comma-separated), ``LR_GAMMA=``, ``BATCH=`` (patches per
+iteration; default 16, the authors' saved training net), ``INIT=`` (the weights' filler:
+``xavier``, the authors' saved net's, or ``msra``, He et al.'s), ``BIAS_LR=`` (the biases'
+learning-rate multiplier; 0.1 in the authors' saved net) and ``CLIP=`` (Caffe's
+``clip_gradients``: the L2 norm all gradients together are scaled down to; none by default)
+change a named recipe's fields; the result is recorded as the recipe ``custom`` with its base.  Steps are absolute
 iterations, as Caffe counts them (a run started from a model at iteration N counts on from N).
 
 A run records its resolved recipe in ``run.json`` (``recipe``); resuming keeps it, and a
@@ -27,7 +30,10 @@ import math
 from dataclasses import dataclass, field, replace
 
 from .errors import UserError
-from .netgen import TRAIN_BATCH
+from .netgen import TRAIN_BATCH, TRAIN_BIAS_LR, TRAIN_INIT
+
+#: the weight fillers INIT= takes (Caffe's filler types)
+INITS = ("xavier", "msra")
 
 #: the name of the default recipe (the paper's constant learning rate)
 DEFAULT = "paper"
@@ -45,6 +51,9 @@ class Recipe:
     step_fractions: tuple[float, ...] = ()
     base: str | None = None              # for ``custom``: the named recipe it changes
     batch: int = TRAIN_BATCH             # training patches per iteration (the train net's batch_size)
+    init: str = TRAIN_INIT               # the weights' filler (the train net's weight_filler type)
+    bias_lr: float = TRAIN_BIAS_LR       # the biases' lr_mult in the train net
+    clip: float = 0.0                    # the solver's clip_gradients (0: none)
     about: str = field(default="", compare=False)
 
     @property
@@ -76,6 +85,12 @@ class Recipe:
             d["base"] = self.base
         if self.batch != TRAIN_BATCH:        # recorded where it is not the default (older runs: 16)
             d["batch"] = self.batch
+        if self.init != TRAIN_INIT:          # the same: written only where not the default
+            d["init"] = self.init
+        if self.bias_lr != TRAIN_BIAS_LR:
+            d["bias_lr"] = self.bias_lr
+        if self.clip:
+            d["clip"] = self.clip
         return d
 
     @classmethod
@@ -85,7 +100,8 @@ class Recipe:
             return RECIPES[DEFAULT]
         return cls(name=d["name"], base_lr=float(d["base_lr"]), steps=tuple(int(s) for s in d.get("steps", ())),
                    gamma=float(d.get("gamma", 0.1)), base=d.get("base"),
-                   batch=int(d.get("batch", TRAIN_BATCH)))
+                   batch=int(d.get("batch", TRAIN_BATCH)), init=d.get("init", TRAIN_INIT),
+                   bias_lr=float(d.get("bias_lr", TRAIN_BIAS_LR)), clip=float(d.get("clip", 0.0)))
 
     def asked(self) -> str:
         """The ``make train`` words that ask for this recipe (as :func:`select` gives it, before
@@ -103,6 +119,12 @@ class Recipe:
             words.append(f"LR_GAMMA={self.gamma:g}")
         if self.batch != b.batch:
             words.append(f"BATCH={self.batch}")
+        if self.init != b.init:
+            words.append(f"INIT={self.init}")
+        if self.bias_lr != b.bias_lr:
+            words.append(f"BIAS_LR={self.bias_lr:g}")
+        if self.clip != b.clip:
+            words.append(f"CLIP={self.clip:g}")
         return " ".join(words) or f"RECIPE={self.base}"
 
     def describe(self) -> str:
@@ -116,6 +138,12 @@ class Recipe:
             how += " constant"
         if self.batch != TRAIN_BATCH:
             how += f", batch {self.batch}"
+        if self.init != TRAIN_INIT:
+            how += f", init {self.init}"
+        if self.bias_lr != TRAIN_BIAS_LR:
+            how += f", bias lr x{self.bias_lr:g}"
+        if self.clip:
+            how += f", clip {self.clip:g}"
         name = f"{self.name} of {self.base}" if self.base else self.name
         return f"{name} ({how})"
 
@@ -171,17 +199,36 @@ def _parse_batch(v: str) -> int:
     return b
 
 
+def _parse_init(v: str) -> str:
+    if v not in INITS:
+        raise UserError(f"INIT={v!r}: expected one of {', '.join(INITS)} (the weights' filler)")
+    return v
+
+
+def _parse_positive(v: str, what: str, top: float, example: str) -> float:
+    try:
+        x = float(v)
+    except ValueError:
+        raise UserError(f"{what}={v!r}: expected a positive number such as {example}") from None
+    if not (math.isfinite(x) and 0 < x <= top):
+        raise UserError(f"{what}={v!r}: expected a number above 0 and at most {top:g} (such as {example})")
+    return x
+
+
 def select(name: str | None = None, lr: str | None = None, steps: str | None = None,
-           gamma: str | None = None, batch: str | None = None) -> Recipe | None:
+           gamma: str | None = None, batch: str | None = None, init: str | None = None,
+           bias_lr: str | None = None, clip: str | None = None) -> Recipe | None:
     """The recipe asked for on the command line (None: none asked for, the run's own or the
-    default applies).  ``lr``/``steps``/``gamma``/``batch`` change the named one into ``custom``."""
-    if name is None and lr is None and steps is None and gamma is None and batch is None:
+    default applies).  ``lr``/``steps``/``gamma``/``batch``/``init``/``bias_lr``/``clip``
+    change the named one into ``custom``."""
+    fields = (lr, steps, gamma, batch, init, bias_lr, clip)
+    if name is None and all(f is None for f in fields):
         return None
     base = name or DEFAULT
     if base not in RECIPES:
         raise UserError(f"RECIPE={base!r}: expected one of {', '.join(RECIPES)} (docs/recipe.md)")
     r = RECIPES[base]
-    if lr is None and steps is None and gamma is None and batch is None:
+    if all(f is None for f in fields):
         return r
     changes: dict = {"name": "custom", "base": base}
     if lr is not None:
@@ -193,6 +240,12 @@ def select(name: str | None = None, lr: str | None = None, steps: str | None = N
         changes["gamma"] = g
     if batch is not None:
         changes["batch"] = _parse_batch(batch)
+    if init is not None:
+        changes["init"] = _parse_init(init)
+    if bias_lr is not None:
+        changes["bias_lr"] = _parse_positive(bias_lr, "BIAS_LR", 10, "1")
+    if clip is not None:
+        changes["clip"] = _parse_positive(clip, "CLIP", 1e6, "10")
     r = replace(r, **changes)
     if gamma is not None and not (r.steps or r.step_fractions):
         raise UserError(f"LR_GAMMA={gamma}: the recipe has no steps to apply it at; give LR_STEPS= too")

@@ -57,15 +57,17 @@ class Sources:
         if self.rendered:
             from . import netgen
             return (netgen.render_solver(self.cfg, self.task, recipe=self.recipe),
-                    netgen.render_train(self.cfg, self.task, "train", batch=self._batch()),
+                    netgen.render_train(self.cfg, self.task, "train", **self.train_fields()),
                     netgen.render_train(self.cfg, self.task, "test"))
         return (self.solver.read_text(), self.train_net.read_text(),
                 self.test_net.read_text() if self.test_net else None)
 
-    def _batch(self) -> int:
-        """The training batch of a rendered run: its recipe's (``BATCH=``), else the default."""
-        from . import netgen
-        return self.recipe.batch if self.recipe is not None else netgen.TRAIN_BATCH
+    def train_fields(self) -> dict:
+        """What a rendered run's training net takes from its recipe: the batch (``BATCH=``),
+        the weights' filler (``INIT=``) and the biases' lr_mult (``BIAS_LR=``); else the defaults."""
+        if self.recipe is None:
+            return {}
+        return {"batch": self.recipe.batch, "init": self.recipe.init, "bias_lr": self.recipe.bias_lr}
 
     def parsed(self):
         """:meth:`texts` as protobuf messages (SolverParameter, NetParameter, NetParameter or None)."""
@@ -344,7 +346,8 @@ def run_copies(src: Sources, v: RunValues) -> RunCopies:
                                    display=v.display, solver_mode=v.mode or "CPU", by=by, recipe=src.recipe,
                                    **({"test_iter": v.test_iter} if v.test_iter else {}),
                                    **({"test_interval": v.test_interval} if v.test_interval else {}))
-        tr, te = (netgen.render_train(src.cfg, src.task, phase, source=s, shuffle=False, by=by, batch=src._batch())
+        tr, te = (netgen.render_train(src.cfg, src.task, phase, source=s, shuffle=False, by=by,
+                                         **(src.train_fields() if phase == "train" else {}))
                   for phase, s in (("train", v.train_schedule), ("test", v.val_schedule)))
         return RunCopies(sol, tr, te, src.deploy_text(), True)
     sol, train_net, test_net = src.parsed()

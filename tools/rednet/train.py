@@ -570,7 +570,8 @@ def cmd_train(args) -> int:
                  options=SessionOptions(args.snapshot_every, args.display, args.mode,
                                         args.time_limit * 60 if args.time_limit else None, args.diverge_factor,
                                         not args.no_progress, args.shuffle_seed, args.blas_core, args.moment_batches,
-                                        recipes.select(args.recipe, args.lr, args.lr_steps, args.lr_gamma, args.batch),
+                                        recipes.select(args.recipe, args.lr, args.lr_steps, args.lr_gamma, args.batch,
+                                                       args.init, args.bias_lr, args.clip),
                                         test_interval=args.test_interval))
     return 0 if info["status"] in ("done", "stopped") else 1
 
@@ -628,6 +629,9 @@ def register(subparsers) -> None:
     p.add_argument("--lr-steps", help="iterations at which the rate is multiplied by --lr-gamma, comma-separated")
     p.add_argument("--lr-gamma", help="factor at each of --lr-steps (default 0.1)")
     p.add_argument("--batch", help="training patches per iteration (default 16; changes the recipe into 'custom')")
+    p.add_argument("--init", help="the weights' filler: xavier (default, the authors' net) or msra")
+    p.add_argument("--bias-lr", help="the biases' learning-rate multiplier (default 0.1, the authors' net)")
+    p.add_argument("--clip", help="clip the gradients' L2 norm to this (Caffe's clip_gradients; default none)")
     p.add_argument("--no-build", action="store_true",
                    help="refuse (naming its size) instead of building a missing database first")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
