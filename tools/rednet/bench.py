@@ -399,17 +399,8 @@ def _env(extra: dict):
 def _caffe_build(build: str | None):
     """``CAFFE=build`` in this process's environment for the block (``rednet train`` passes its
     environment to bin/caffe and records the build from it)."""
-    old = os.environ.get("CAFFE")
-    if build is not None:
-        os.environ["CAFFE"] = build
-    try:
+    with _env({"CAFFE": build} if build is not None else {}):
         yield
-    finally:
-        if build is not None:
-            if old is None:
-                os.environ.pop("CAFFE", None)
-            else:
-                os.environ["CAFFE"] = old
 
 
 def run_dir(work: Path, run: str) -> Path:

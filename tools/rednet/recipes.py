@@ -117,15 +117,21 @@ class Recipe:
             words.append("LR_STEPS=" + ",".join(str(s) for s in self.steps))
         if self.gamma != b.gamma:
             words.append(f"LR_GAMMA={self.gamma:g}")
-        if self.batch != b.batch:
-            words.append(f"BATCH={self.batch}")
-        if self.init != b.init:
-            words.append(f"INIT={self.init}")
-        if self.bias_lr != b.bias_lr:
-            words.append(f"BIAS_LR={self.bias_lr:g}")
-        if self.clip != b.clip:
-            words.append(f"CLIP={self.clip:g}")
+        words += self.field_words(b)
         return " ".join(words) or f"RECIPE={self.base}"
+
+    def field_words(self, other: "Recipe") -> list[str]:
+        """``BATCH=``, ``INIT=``, ``BIAS_LR=``, ``CLIP=`` for the fields that differ from ``other``."""
+        words = []
+        if self.batch != other.batch:
+            words.append(f"BATCH={self.batch}")
+        if self.init != other.init:
+            words.append(f"INIT={self.init}")
+        if self.bias_lr != other.bias_lr:
+            words.append(f"BIAS_LR={self.bias_lr:g}")
+        if self.clip != other.clip:
+            words.append(f"CLIP={self.clip:g}")
+        return words
 
     def describe(self) -> str:
         """One phrase: ``paper (lr 1e-4 constant)``, ``step (lr 1e-4, x0.1 at 8,000)``."""

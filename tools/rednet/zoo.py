@@ -688,15 +688,7 @@ def _words_of(r: "recipes.Recipe", iters: int) -> str:
     words = f" RECIPE={r.base} LR={r.base_lr:g}"
     if r.steps:
         words += f" LR_STEPS={','.join(map(str, r.steps))} LR_GAMMA={r.gamma:g}"
-    if r.batch != recipes.TRAIN_BATCH:
-        words += f" BATCH={r.batch}"
-    if r.init != recipes.TRAIN_INIT:
-        words += f" INIT={r.init}"
-    if r.bias_lr != recipes.TRAIN_BIAS_LR:
-        words += f" BIAS_LR={r.bias_lr:g}"
-    if r.clip:
-        words += f" CLIP={r.clip:g}"
-    return words
+    return words + "".join(f" {w}" for w in r.field_words(recipes.Recipe(recipes.DEFAULT)))
 
 
 def _inside(p: Path, root: Path) -> bool:
